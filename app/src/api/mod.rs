@@ -1,0 +1,29 @@
+//! Server functions: one file per area. Each is a thin adapter that takes the services and the
+//! request context from the Leptos context and calls one service method.
+
+pub mod account;
+pub mod admin;
+pub mod projects;
+
+#[cfg(feature = "ssr")]
+pub(crate) fn context(
+) -> Result<(crate::services::Services, crate::services::RequestContext), crate::model::ApiError> {
+    use crate::model::ApiError;
+    use leptos::prelude::use_context;
+    let services = use_context::<crate::services::Services>().ok_or_else(ApiError::internal)?;
+    let parts = use_context::<http::request::Parts>().ok_or_else(ApiError::internal)?;
+    let ctx = parts
+        .extensions
+        .get::<crate::services::RequestContext>()
+        .cloned()
+        .ok_or_else(ApiError::internal)?;
+    Ok((services, ctx))
+}
+
+/// Attaches the request id to an error leaving a server function.
+#[cfg(feature = "ssr")]
+pub(crate) fn tag(
+    ctx: &crate::services::RequestContext,
+) -> impl Fn(crate::model::ApiError) -> crate::model::ApiError + '_ {
+    move |e| e.with_request_id(ctx.request_id.clone())
+}

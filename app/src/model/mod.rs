@@ -1,0 +1,247 @@
+//! Types shared by the server and the browser: ids, views returned by the API, requests, and
+//! the validation rules. Nothing here touches a database or the network.
+
+mod error;
+mod validate;
+
+pub use error::{ApiError, ErrorEnvelope};
+pub use validate::*;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A user's id: a UUIDv7 string, time-ordered.
+    UserId
+);
+id_type!(
+    /// A project's id: a UUIDv7 string.
+    ProjectId
+);
+id_type!(
+    /// A personal API token's id (not the secret): a UUIDv7 string.
+    ApiTokenId
+);
+
+/// Platform-wide role of a user. `Admin` runs the platform and sees every project;
+/// `Customer` sees only the projects they are a member of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    Admin,
+    Customer,
+}
+
+impl UserRole {
+    /// The stored and displayed form: `admin` or `customer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Customer => "customer",
+        }
+    }
+
+    /// Parses `admin` / `customer`; anything else is `None`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Self::Admin),
+            "customer" => Some(Self::Customer),
+            _ => None,
+        }
+    }
+}
+
+/// A member's role within one project. Owners manage members and may delete the project;
+/// members use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Owner,
+    Member,
+}
+
+impl MemberRole {
+    /// The stored and displayed form: `owner` or `member`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Member => "member",
+        }
+    }
+
+    /// Parses `owner` / `member`; anything else is `None`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(Self::Owner),
+            "member" => Some(Self::Member),
+            _ => None,
+        }
+    }
+}
+
+/// A user as the API shows it. Never carries a password hash or a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct UserView {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: String,
+    pub role: UserRole,
+    /// True until the user replaces a generated one-time password.
+    pub must_change_password: bool,
+    /// Unix epoch milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// A project as the API shows it to one caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ProjectView {
+    pub id: ProjectId,
+    pub name: String,
+    /// The caller's role in the project; `None` for an admin who is not a member.
+    pub my_role: Option<MemberRole>,
+    pub member_count: i64,
+    /// Unix epoch milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// One member of a project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct MemberView {
+    pub user_id: UserId,
+    pub email: String,
+    pub display_name: String,
+    pub role: MemberRole,
+    /// Unix epoch milliseconds.
+    pub added_at_ms: i64,
+}
+
+/// One entry of the audit log: who did what to which object, when, from which address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditEventView {
+    pub id: String,
+    /// Email of the acting user, or `system` for Berth itself.
+    pub actor: String,
+    /// Dotted verb, e.g. `project.create`, `member.add`, `user.sign_in_failed`.
+    pub action: String,
+    /// What was acted on, e.g. `project:<id>`.
+    pub target: String,
+    /// Free-form details (JSON text) with no secrets in it.
+    pub detail: String,
+    pub client_addr: Option<String>,
+    /// Unix epoch milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// A personal API token as listed; the secret is shown once at creation and never again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ApiTokenView {
+    pub id: ApiTokenId,
+    pub name: String,
+    /// First characters of the secret, to tell tokens apart (`berth_abc1…`).
+    pub prefix: String,
+    /// Unix epoch milliseconds; `None` for a token that does not expire.
+    pub expires_at_ms: Option<i64>,
+    pub last_used_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+/// A newly created token: the only time its secret is returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NewApiToken {
+    pub token: ApiTokenView,
+    /// Send as `Authorization: Bearer <secret>`.
+    pub secret: String,
+}
+
+/// Request to create a project.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct CreateProject {
+    pub name: String,
+}
+
+/// Request to rename a project.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RenameProject {
+    pub name: String,
+}
+
+/// Request to delete a project: `confirm_name` must equal the project's name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DeleteProject {
+    pub confirm_name: String,
+}
+
+/// Request to add an existing user to a project by email.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AddMember {
+    pub email: String,
+    pub role: MemberRole,
+}
+
+/// Request to create a user (admins only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct CreateUser {
+    pub email: String,
+    pub display_name: String,
+    pub role: UserRole,
+    pub password: String,
+}
+
+/// Request to create a personal API token. `expires_in_days` of `None` means no expiry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct CreateApiToken {
+    pub name: String,
+    pub expires_in_days: Option<u32>,
+}
+
+/// Request to change the caller's own password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ChangePassword {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// What the sign-in page needs to know before anyone is signed in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInOptions {
+    /// Whether "Sign in with SSO" is offered (an OIDC issuer is configured).
+    pub sso_enabled: bool,
+    /// Label of the SSO button, e.g. the identity provider's name.
+    pub sso_label: String,
+}

@@ -1,0 +1,33 @@
+//! One module per page of the portal.
+
+mod account;
+mod admin;
+mod project;
+mod projects;
+mod sign_in;
+
+pub use account::AccountPage;
+pub use admin::{AdminAuditPage, AdminUsersPage};
+pub use project::ProjectPage;
+pub use projects::ProjectsPage;
+pub use sign_in::SignInPage;
+
+use leptos::prelude::*;
+
+/// Shown for any path the portal does not know.
+#[component]
+pub fn NotFoundPage() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <div class="mx-auto max-w-md p-12 text-center">
+            <h1 class="text-2xl font-semibold">"Page not found"</h1>
+            <p class="mt-2 text-slate-600 dark:text-slate-400">"There is nothing at this address."</p>
+            <a class="mt-4 inline-block text-sky-600 hover:underline" href="/projects">
+                "Back to your projects"
+            </a>
+        </div>
+    }
+}

@@ -1,0 +1,166 @@
+//! The platform as the portal and the REST API see it: service traits that `server`
+//! implements and places in the Leptos context (and in axum state). Every method receives the
+//! [`RequestContext`] and checks the caller itself, so server functions and REST handlers stay
+//! thin and share one set of authorization rules.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::*;
+
+/// Per-request facts resolved by the server's middleware before any handler runs.
+#[derive(Clone)]
+pub struct RequestContext {
+    /// The signed-in user (by session cookie or bearer token), if any.
+    pub caller: Option<UserView>,
+    /// The client's IP address as seen by the listener.
+    pub client_addr: Option<String>,
+    /// The id logged with every line of this request and shown with unexpected errors.
+    pub request_id: String,
+    /// The browser session, absent for bearer-token requests.
+    pub session: Option<Arc<dyn SessionControl>>,
+}
+
+impl RequestContext {
+    /// The signed-in user.
+    ///
+    /// # Errors
+    /// `ApiError` 401 `unauthenticated` when nobody is signed in.
+    pub fn user(&self) -> Result<&UserView, ApiError> {
+        self.caller.as_ref().ok_or_else(ApiError::unauthenticated)
+    }
+
+    /// The signed-in user if they are an admin.
+    ///
+    /// # Errors
+    /// 401 when nobody is signed in, 403 `forbidden` for a customer.
+    pub fn admin(&self) -> Result<&UserView, ApiError> {
+        let user = self.user()?;
+        if user.role == UserRole::Admin {
+            Ok(user)
+        } else {
+            Err(ApiError::forbidden("Only administrators may do this."))
+        }
+    }
+}
+
+/// The browser session of the current request.
+#[async_trait]
+pub trait SessionControl: Send + Sync {
+    /// Binds the session to `user`, issuing a new session id (defeats session fixation).
+    async fn sign_in(&self, user: &UserId) -> Result<(), ApiError>;
+    /// Ends the session and deletes it from the store.
+    async fn sign_out(&self) -> Result<(), ApiError>;
+}
+
+/// Accounts: signing in and out, the caller's password and API tokens.
+#[async_trait]
+pub trait AccountService: Send + Sync {
+    /// Checks the password (argon2id) and signs the session in.
+    /// Errors: 401 `invalid_credentials` (same message for unknown email and wrong password),
+    /// 429 `too_many_attempts` while rate-limited.
+    async fn sign_in(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        password: &str,
+    ) -> Result<UserView, ApiError>;
+    /// Ends the caller's session.
+    async fn sign_out(&self, ctx: &RequestContext) -> Result<(), ApiError>;
+    /// What the sign-in page offers.
+    fn sign_in_options(&self) -> SignInOptions;
+    /// Replaces the caller's password after checking the current one.
+    async fn change_password(
+        &self,
+        ctx: &RequestContext,
+        req: ChangePassword,
+    ) -> Result<(), ApiError>;
+    /// The caller's API tokens, newest first.
+    async fn list_tokens(&self, ctx: &RequestContext) -> Result<Vec<ApiTokenView>, ApiError>;
+    /// Creates a token; the secret is in the answer and nowhere else.
+    async fn create_token(
+        &self,
+        ctx: &RequestContext,
+        req: CreateApiToken,
+    ) -> Result<NewApiToken, ApiError>;
+    /// Revokes one of the caller's tokens. 404 `token_not_found` for someone else's.
+    async fn revoke_token(&self, ctx: &RequestContext, id: &ApiTokenId) -> Result<(), ApiError>;
+}
+
+/// Projects and their members. Customers see only projects they belong to; admins see all.
+#[async_trait]
+pub trait ProjectService: Send + Sync {
+    async fn list_projects(&self, ctx: &RequestContext) -> Result<Vec<ProjectView>, ApiError>;
+    /// 404 `project_not_found` also for projects the caller may not see.
+    async fn get_project(
+        &self,
+        ctx: &RequestContext,
+        id: &ProjectId,
+    ) -> Result<ProjectView, ApiError>;
+    /// The caller becomes the owner. 409 `name_taken` when the name is used platform-wide.
+    async fn create_project(
+        &self,
+        ctx: &RequestContext,
+        req: CreateProject,
+    ) -> Result<ProjectView, ApiError>;
+    /// Owners (and admins) only.
+    async fn rename_project(
+        &self,
+        ctx: &RequestContext,
+        id: &ProjectId,
+        req: RenameProject,
+    ) -> Result<ProjectView, ApiError>;
+    /// Owners (and admins) only; `confirm_name` must equal the name (400 `confirmation_mismatch`).
+    async fn delete_project(
+        &self,
+        ctx: &RequestContext,
+        id: &ProjectId,
+        req: DeleteProject,
+    ) -> Result<(), ApiError>;
+    async fn list_members(
+        &self,
+        ctx: &RequestContext,
+        id: &ProjectId,
+    ) -> Result<Vec<MemberView>, ApiError>;
+    /// Owners (and admins) only; the user must exist (404 `user_not_found`).
+    async fn add_member(
+        &self,
+        ctx: &RequestContext,
+        id: &ProjectId,
+        req: AddMember,
+    ) -> Result<MemberView, ApiError>;
+    /// Owners (and admins) only; the last owner cannot be removed (409 `last_owner`).
+    async fn remove_member(
+        &self,
+        ctx: &RequestContext,
+        id: &ProjectId,
+        user: &UserId,
+    ) -> Result<(), ApiError>;
+}
+
+/// The management console: users and the audit log. Admins only.
+#[async_trait]
+pub trait AdminService: Send + Sync {
+    async fn list_users(&self, ctx: &RequestContext) -> Result<Vec<UserView>, ApiError>;
+    /// 409 `email_taken` when the email exists.
+    async fn create_user(
+        &self,
+        ctx: &RequestContext,
+        req: CreateUser,
+    ) -> Result<UserView, ApiError>;
+    /// Newest first, at most `limit` (capped at 500).
+    async fn list_audit_events(
+        &self,
+        ctx: &RequestContext,
+        limit: u32,
+    ) -> Result<Vec<AuditEventView>, ApiError>;
+}
+
+/// The handles `server` provides to server functions (Leptos context) and REST handlers.
+#[derive(Clone)]
+pub struct Services {
+    pub accounts: Arc<dyn AccountService>,
+    pub projects: Arc<dyn ProjectService>,
+    pub admin: Arc<dyn AdminService>,
+}

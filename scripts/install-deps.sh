@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what building (and, with --test, testing) Berth needs on Debian 12, skipping what is
+# already there: Debian packages, the wasm32 Rust target, and wasm-bindgen-cli pinned to the
+# wasm-bindgen version in Cargo.lock (installed into ~/.cargo/bin, which outlives the clone).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ ${1:-} == --test ]] && want_test=1
+
+sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+packages=(gcc pkg-config)
+if [[ $want_test -eq 1 ]]; then
+  packages+=(postgresql chromium chromium-driver)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  [[ -f $HOME/.cargo/env ]] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown 2>/dev/null || bash ../shared/toolchain/install-wasm32.sh
+fi
+
+wb_version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/"/, "", $3); print $3; exit}' Cargo.lock)
+if [[ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb_version" ]]; then
+  echo "install-deps: installing wasm-bindgen-cli $wb_version (once; takes a few minutes)"
+  # Not --locked: the CLI's own lockfile pins a yanked crate.
+  cargo install wasm-bindgen-cli --version "$wb_version" --quiet
+fi

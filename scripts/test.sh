@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what is missing and runs every check: fmt, clippy -D warnings, the wasm build,
+# unit tests, integration tests on SQLite and PostgreSQL, and the browser tests.
+# PostgreSQL is started on 127.0.0.1:55432 from Debian's packages unless
+# BERTH_TEST_POSTGRES_URL points at one already.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+step() { echo; echo "==> $* ($(( $(date +%s) - started ))s)"; }
+
+step "installing what is missing"
+bash scripts/install-deps.sh --test
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "clippy (per package, so ssr and hydrate are never unified)"
+cargo clippy -p app --features ssr --all-targets -- -D warnings
+cargo clippy -p server --all-targets -- -D warnings
+cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p end2end --all-targets -- -D warnings
+
+step "build: server, wasm frontend, wasm-bindgen"
+bash scripts/build.sh
+
+pg_started=""
+cleanup() {
+  if [[ -n $pg_started ]]; then
+    as_postgres "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null || true
+  fi
+}
+trap cleanup EXIT
+as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+if [[ -z ${BERTH_TEST_POSTGRES_URL:-} ]]; then
+  step "starting PostgreSQL on 127.0.0.1:55432"
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  pgdir=/tmp/berth-test-pg
+  if ! "$pgbin/pg_isready" -q -h 127.0.0.1 -p 55432; then
+    as_postgres "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$pgdir" && mkdir -p "$pgdir" && chown postgres "$pgdir"
+    as_postgres "$pgbin/initdb" -D "$pgdir/data" -A trust -U berth >/dev/null
+    as_postgres "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
+      -o "-p 55432 -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
+    pg_started=1
+  fi
+  export BERTH_TEST_POSTGRES_URL=postgres://berth@127.0.0.1:55432/postgres
+fi
+
+step "unit tests (app)"
+cargo test -p app --features ssr
+
+step "unit + integration tests (server; SQLite and PostgreSQL)"
+cargo test -p server
+
+step "browser tests (headless Chromium)"
+BERTH_BIN="$PWD/${CARGO_TARGET_DIR:-target}/debug/berth" \
+BERTH_SITE_ROOT="$PWD/${CARGO_TARGET_DIR:-target}/site" \
+  cargo test -p end2end
+
+step "all checks passed"

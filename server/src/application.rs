@@ -1,0 +1,194 @@
+//! Assembles Berth from its configuration: store, services, background tasks and the HTTP
+//! server; serves until a shutdown signal, then drains.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use app::{model::SignInOptions, services::Services};
+use leptos::config::LeptosOptions;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::{bootstrap, FailureLimiter},
+    config::{Config, Role},
+    http::{self, AppState},
+    platform::{accounts::SignInLimits, AccountsService, AdminConsole, ProjectsService},
+    store::Store,
+};
+
+/// A built, bound, not yet serving Berth.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    /// Set when this start created the first admin; print it once.
+    pub first_admin: Option<bootstrap::GeneratedCredentials>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects the store (migrating it), creates the first admin on an empty database,
+    /// binds the listener (port 0 picks a free port) and starts background tasks.
+    ///
+    /// # Errors
+    /// Database unreachable or migration failure, address in use.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        if config.database_url().starts_with("sqlite:") {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        }
+        let store = Store::connect(&config.database_url(), config.database_max_connections)
+            .await
+            .context("cannot open the database")?;
+        let first_admin = bootstrap::ensure_first_admin(&store, &config.admin_email)
+            .await
+            .context("cannot create the first admin")?;
+
+        let limiter = Arc::new(FailureLimiter::new(Duration::from_secs(
+            config.sign_in_window_secs,
+        )));
+        let sso = SignInOptions {
+            sso_enabled: config.oidc.is_some(),
+            sso_label: config
+                .oidc
+                .as_ref()
+                .map(|o| o.label.clone())
+                .unwrap_or_default(),
+        };
+        let services = Services {
+            accounts: Arc::new(AccountsService::new(
+                store.clone(),
+                limiter.clone(),
+                SignInLimits {
+                    per_account: config.sign_in_max_failures_per_account,
+                    per_client: config.sign_in_max_failures_per_client,
+                },
+                sso,
+            )),
+            projects: Arc::new(ProjectsService::new(store.clone())),
+            admin: Arc::new(AdminConsole::new(store.clone())),
+        };
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let site_root = config.site_root.to_string_lossy().into_owned();
+        if !config.site_root.join("pkg").join("berth_bg.wasm").exists() {
+            tracing::warn!(site_root = %site_root, "no compiled wasm under site_root/pkg: pages render but are not interactive (build with scripts/build.sh)");
+        }
+        let leptos_options = LeptosOptions::builder()
+            .output_name("berth")
+            .site_root(site_root)
+            .site_pkg_dir("pkg")
+            .site_addr(addr)
+            .build();
+
+        let mut tasks = Vec::new();
+        if config.has_role(Role::Scheduler) {
+            tasks.push(tokio::spawn(housekeeping(store.clone(), limiter)));
+        }
+        let state = AppState {
+            store,
+            services,
+            config,
+            leptos_options,
+        };
+        Ok(Self {
+            listener,
+            state,
+            first_admin,
+            tasks,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The store (tests inspect it).
+    pub fn store(&self) -> Store {
+        self.state.store.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, gives in-flight requests
+    /// `shutdown_grace_secs`, stops background tasks and closes the pool.
+    ///
+    /// # Errors
+    /// I/O errors of the listener.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        let store = self.state.store.clone();
+        let router = http::router(self.state);
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopped_tx.send(());
+        });
+        let drain = async move {
+            if stopped_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+                tracing::warn!("grace period over; closing remaining connections");
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            r = server => r.context("server failed")?,
+            () = drain => {}
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Deletes expired sessions and prunes the sign-in limiter every five minutes.
+async fn housekeeping(store: Store, limiter: Arc<FailureLimiter>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        match store.sessions().delete_expired().await {
+            Ok(n) if n > 0 => tracing::info!(sessions.deleted = n, "expired sessions deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot delete expired sessions"),
+        }
+        limiter.prune(std::time::Instant::now());
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}

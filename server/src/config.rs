@@ -1,0 +1,425 @@
+//! Configuration: defaults, then `berth.toml` (or `--config FILE`), then `BERTH_*` environment
+//! variables (`__` separates nested keys, e.g. `BERTH_OIDC__CLIENT_ID`). Every key can also be
+//! read from a file with a `_FILE` suffix (`BERTH_OIDC__CLIENT_SECRET_FILE=/run/secrets/x`),
+//! the usual way to hand secrets to containers. Validated once at start-up; an invalid value
+//! stops start-up with the key and the accepted values named.
+
+use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf};
+
+use figment::{
+    providers::{Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A process role (ARCHITECTURE.md, deployment modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The portal, server functions and the REST API.
+    Api,
+    /// The reverse proxy for customers' apps.
+    Ingress,
+    /// Singleton loops: placement, reconciler, job workers, housekeeping.
+    Scheduler,
+    /// The stats streamer and rollups.
+    Metrics,
+}
+
+impl Role {
+    /// Every role, as run by a single-mode process.
+    pub const ALL: [Role; 4] = [Role::Api, Role::Ingress, Role::Scheduler, Role::Metrics];
+    const ACCEPTED: &'static str = "api, ingress, scheduler, metrics";
+
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "api" => Some(Self::Api),
+            "ingress" => Some(Self::Ingress),
+            "scheduler" => Some(Self::Scheduler),
+            "metrics" => Some(Self::Metrics),
+            _ => None,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// OpenID Connect single sign-on. Present only when an issuer is configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Issuer URL; discovery reads `<issuer>/.well-known/openid-configuration`.
+    pub issuer_url: String,
+    pub client_id: String,
+    /// Secret for the token endpoint (`client_secret_basic`). Prefer the `_FILE` variant.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Text of the sign-in button ("Sign in with …"). Default `SSO`.
+    #[serde(default = "default_oidc_label")]
+    pub label: String,
+    /// A claim whose value grants the `admin` role, e.g. `groups` (string or array of strings).
+    #[serde(default)]
+    pub admin_claim: Option<String>,
+    /// The value of `admin_claim` that means admin, e.g. `berth-admins`.
+    #[serde(default)]
+    pub admin_value: Option<String>,
+}
+
+fn default_oidc_label() -> String {
+    "SSO".into()
+}
+
+/// Everything `berth serve` reads. Field docs give units and defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Address of the portal and API. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Public base URL of the portal, used for OIDC redirects and to decide whether cookies
+    /// are `Secure` (`https://…`). Default `http://127.0.0.1:8080`.
+    pub public_url: String,
+    /// Directory for Berth's own files (the SQLite database). Default `./data`.
+    pub data_dir: PathBuf,
+    /// `sqlite:PATH` or `postgres://…`. Default: `sqlite:<data_dir>/berth.db`.
+    pub database_url: Option<String>,
+    /// Most database connections held open. Default 8.
+    pub database_max_connections: u32,
+    /// Roles of this process, as a list or comma-separated (`api,scheduler`). Default: every
+    /// role with SQLite; must be named with PostgreSQL.
+    #[serde(deserialize_with = "roles_from_list_or_string")]
+    pub roles: Vec<Role>,
+    /// Where the compiled site is (`pkg/` with the wasm and its JS). Default `target/site`.
+    pub site_root: PathBuf,
+    /// `text` or `json`. Default `text`.
+    pub log_format: LogFormat,
+    /// Email of the first admin, created on first start with an empty database.
+    /// Default `admin@berth.localhost`.
+    pub admin_email: String,
+    /// A session expires after this many hours without a request. Default 168 (7 days).
+    pub session_idle_hours: u32,
+    /// Failed sign-ins allowed per account within `sign_in_window_secs`. Default 5.
+    pub sign_in_max_failures_per_account: u32,
+    /// Failed sign-ins allowed per client address within the window. Default 20.
+    pub sign_in_max_failures_per_client: u32,
+    /// Length of the sign-in failure window, in seconds. Default 900.
+    pub sign_in_window_secs: u64,
+    /// Seconds to wait for in-flight requests after SIGTERM. Default 10.
+    pub shutdown_grace_secs: u64,
+    /// OpenID Connect provider; SSO is off when absent.
+    pub oidc: Option<OidcConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            database_max_connections: 8,
+            roles: Vec::new(),
+            site_root: PathBuf::from("target/site"),
+            log_format: LogFormat::Text,
+            admin_email: "admin@berth.localhost".into(),
+            session_idle_hours: 168,
+            sign_in_max_failures_per_account: 5,
+            sign_in_max_failures_per_client: 20,
+            sign_in_window_secs: 900,
+            shutdown_grace_secs: 10,
+            oidc: None,
+        }
+    }
+}
+
+fn roles_from_list_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Role>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        One(String),
+    }
+    let items: Vec<String> = match Raw::deserialize(d)? {
+        Raw::List(v) => v,
+        Raw::One(s) => s.split(',').map(str::to_owned).collect(),
+    };
+    items
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            Role::parse(s).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown role '{}'; accepted: {}",
+                    s.trim(),
+                    Role::ACCEPTED
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A configuration problem, with the key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("configuration key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if it exists), then `BERTH_*` variables, then `_FILE`
+    /// variants; warns about unknown keys; validates.
+    ///
+    /// # Errors
+    /// `ConfigError` naming the key and what is accepted.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As [`Config::load`] with an explicit environment (tests pass their own).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn load_from(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("BERTH_"))
+            .collect();
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let path = file
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "berth.toml".into());
+        if path.exists() {
+            figment = figment.merge(Toml::file(&path));
+        } else if file.is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        // Same rules as figment's `Env::prefixed("BERTH_").split("__")`, but over the given
+        // environment so that tests do not depend on the process's.
+        for (name, value) in env.iter().filter(|(k, _)| !k.ends_with("_FILE")) {
+            let key = name["BERTH_".len()..].to_lowercase().replace("__", ".");
+            if key == "config" {
+                continue;
+            }
+            let value: figment::value::Value = value.parse().unwrap_or_else(|e| match e {});
+            figment = figment.merge((key, value));
+        }
+        for (name, file) in env.iter().filter(|(k, _)| k.ends_with("_FILE")) {
+            let key = name["BERTH_".len()..name.len() - "_FILE".len()]
+                .to_lowercase()
+                .replace("__", ".");
+            let value = std::fs::read_to_string(file).map_err(|e| ConfigError::Key {
+                key: key.clone(),
+                message: format!("cannot read {name}={file}: {e}"),
+            })?;
+            figment = figment.merge((key, value.trim_end_matches(['\n', '\r']).to_owned()));
+        }
+        let config: Config = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            ConfigError::Key {
+                key: if key.is_empty() { "(root)".into() } else { key },
+                message: e.kind.to_string(),
+            }
+        })?;
+        warn_unknown_keys(&figment);
+        config.validate()
+    }
+
+    fn validate(mut self) -> Result<Self, ConfigError> {
+        let url = self.database_url();
+        let backend = crate::store::Backend::from_url(&url).map_err(|_| ConfigError::Key {
+            key: "database_url".into(),
+            message: format!(
+                "'{url}' is not supported; use sqlite:PATH or postgres://USER@HOST/DB"
+            ),
+        })?;
+        if self.roles.is_empty() {
+            if backend == crate::store::Backend::Postgres {
+                return Err(ConfigError::Key {
+                    key: "roles".into(),
+                    message: format!(
+                        "with PostgreSQL the roles of each process must be named (BERTH_ROLES=api,scheduler,…); accepted: {}",
+                        Role::ACCEPTED
+                    ),
+                });
+            }
+            self.roles = Role::ALL.to_vec();
+        }
+        let unique: BTreeSet<Role> = self.roles.iter().copied().collect();
+        self.roles = unique.into_iter().collect();
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err(ConfigError::Key {
+                key: "public_url".into(),
+                message: format!("'{}' must start with http:// or https://", self.public_url),
+            });
+        }
+        self.public_url = self.public_url.trim_end_matches('/').to_owned();
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::Key {
+                key: "database_max_connections".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.session_idle_hours == 0 {
+            return Err(ConfigError::Key {
+                key: "session_idle_hours".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        if let Some(oidc) = &self.oidc {
+            if !(oidc.issuer_url.starts_with("https://") || oidc.issuer_url.starts_with("http://"))
+            {
+                return Err(ConfigError::Key {
+                    key: "oidc.issuer_url".into(),
+                    message: format!("'{}' must be an http(s) URL", oidc.issuer_url),
+                });
+            }
+            if oidc.admin_claim.is_some() != oidc.admin_value.is_some() {
+                return Err(ConfigError::Key {
+                    key: "oidc.admin_claim".into(),
+                    message: "admin_claim and admin_value must be set together".into(),
+                });
+            }
+        }
+        Ok(self)
+    }
+
+    /// The database URL in effect: `database_url`, or the SQLite file under `data_dir`.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("berth.db").display()))
+    }
+
+    /// Whether session cookies get the `Secure` attribute (the portal is served over https).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// Whether this process runs `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+fn warn_unknown_keys(figment: &Figment) {
+    let known = match figment::value::Value::serialize(Config::default()) {
+        Ok(figment::value::Value::Dict(_, d)) => d,
+        _ => return,
+    };
+    let Ok(figment::value::Value::Dict(_, given)) = figment.find_value("") else {
+        return;
+    };
+    for key in given
+        .keys()
+        .filter(|k| !known.contains_key(*k) && *k != "oidc")
+    {
+        tracing::warn!(config.key = %key, "unknown configuration key ignored");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_every_role_on_sqlite() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.roles, Role::ALL.to_vec());
+        assert_eq!(c.database_url(), "sqlite:data/berth.db");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(!c.secure_cookies());
+    }
+
+    #[test]
+    fn env_overrides_and_nests() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("BERTH_LISTEN", "127.0.0.1:9999"),
+                ("BERTH_ROLES", "api,scheduler"),
+                ("BERTH_OIDC__ISSUER_URL", "http://127.0.0.1:1/"),
+                ("BERTH_OIDC__CLIENT_ID", "berth"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.roles, vec![Role::Api, Role::Scheduler]);
+        assert_eq!(c.oidc.unwrap().client_id, "berth");
+    }
+
+    #[test]
+    fn file_variants_read_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("BERTH_OIDC__ISSUER_URL", "http://127.0.0.1:1/"),
+                ("BERTH_OIDC__CLIENT_ID", "berth"),
+                ("BERTH_OIDC__CLIENT_SECRET_FILE", path.to_str().unwrap()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.oidc.unwrap().client_secret.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_accepted_values() {
+        let e = Config::load_from(None, env(&[("BERTH_LISTEN", "not-an-address")])).unwrap_err();
+        assert!(e.to_string().contains("`listen`"), "{e}");
+
+        let e = Config::load_from(None, env(&[("BERTH_LOG_FORMAT", "xml")])).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("log_format") && msg.contains("json"), "{msg}");
+
+        let e = Config::load_from(None, env(&[("BERTH_ROLES", "api,web")])).unwrap_err();
+        assert!(e.to_string().contains("accepted: api, ingress"), "{e}");
+    }
+
+    #[test]
+    fn postgres_requires_named_roles() {
+        let e = Config::load_from(
+            None,
+            env(&[("BERTH_DATABASE_URL", "postgres://berth@127.0.0.1/berth")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`roles`"), "{e}");
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("BERTH_DATABASE_URL", "postgres://berth@127.0.0.1/berth"),
+                ("BERTH_ROLES", "api"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.roles, vec![Role::Api]);
+    }
+
+    #[test]
+    fn unsupported_database_is_refused() {
+        let e = Config::load_from(None, env(&[("BERTH_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(e.to_string().contains("database_url"), "{e}");
+    }
+}

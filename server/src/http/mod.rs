@@ -1,0 +1,119 @@
+//! The axum router: Leptos pages and server functions, `/api/v1`, `/healthz`, static assets.
+
+pub mod middleware;
+pub mod rest;
+
+use std::sync::Arc;
+
+use app::{services::Services, shell, App, STYLESHEET, STYLESHEET_PATH};
+use axum::{
+    body::Body,
+    extract::{FromRef, Request, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
+use tower_http::services::ServeDir;
+use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
+
+use crate::{config::Config, store::Store};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub services: Services,
+    pub config: Arc<Config>,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) -> impl IntoResponse {
+    let services = state.services.clone();
+    handle_server_fns_with_context(move || provide_context(services.clone()), req).await
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+async fn favicon() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("../../../public/favicon.svg"),
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: 200 `{"status":"ok","database":"ok"}` when the database answers; 503 with
+/// `"database":"unreachable"` otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok", "database": "ok"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "degraded", "database": "unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Builds the whole router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let services = state.services.clone();
+    let options = state.leptos_options.clone();
+    let pkg_dir = std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir);
+
+    let sessions = SessionManagerLayer::new(state.store.session_repo())
+        .with_name(middleware::SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.secure_cookies())
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(i64::from(
+            state.config.session_idle_hours,
+        ))));
+
+    Router::new()
+        .route(
+            "/rpc/{*fn_name}",
+            get(server_fn_handler).post(server_fn_handler),
+        )
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(services.clone()),
+            move || shell(options.clone()),
+        )
+        .nest("/api/v1", rest::router())
+        .route("/healthz", get(healthz))
+        .route(STYLESHEET_PATH, get(stylesheet))
+        .route("/public/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
+        .nest_service("/pkg", ServeDir::new(pkg_dir))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::request_context,
+        ))
+        .layer(sessions)
+        .with_state(state)
+}

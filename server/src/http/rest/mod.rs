@@ -1,0 +1,94 @@
+//! `/api/v1`: JSON over the same services as the portal's server functions, authenticated by
+//! the session cookie or a bearer token. Errors are `{"error": {"code", "message"}}`.
+
+mod account;
+mod admin;
+mod openapi;
+mod projects;
+
+use app::{
+    model::{ApiError, ErrorEnvelope},
+    services::RequestContext,
+};
+use axum::{
+    extract::{rejection::JsonRejection, FromRequest},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+    Json, Router,
+};
+
+use super::AppState;
+
+pub use openapi::ApiDoc;
+
+/// An [`ApiError`] leaving the REST API (or the middleware) as JSON with its status.
+#[derive(Debug)]
+pub struct RestError(pub ApiError);
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorEnvelope { error: self.0 })).into_response()
+    }
+}
+
+impl From<JsonRejection> for RestError {
+    fn from(r: JsonRejection) -> Self {
+        RestError(ApiError::new(
+            r.status().as_u16(),
+            "invalid_body",
+            format!("The request body is not valid: {}", r.body_text()),
+        ))
+    }
+}
+
+/// `Json` whose rejections use the API's error envelope.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(RestError))]
+pub struct ApiJson<T>(pub T);
+
+/// Converts a service error into a REST error carrying the request id.
+pub(crate) fn fail(ctx: &RequestContext) -> impl Fn(ApiError) -> RestError + '_ {
+    move |e| RestError(e.with_request_id(ctx.request_id.clone()))
+}
+
+/// Handler result.
+pub type RestResult<T> = Result<T, RestError>;
+
+/// The `/api/v1` router.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/me", get(account::me))
+        .route("/me/password", post(account::change_password))
+        .route(
+            "/tokens",
+            get(account::list_tokens).post(account::create_token),
+        )
+        .route("/tokens/{id}", delete(account::revoke_token))
+        .route("/projects", get(projects::list).post(projects::create))
+        .route(
+            "/projects/{id}",
+            get(projects::get_one)
+                .patch(projects::rename)
+                .delete(projects::remove),
+        )
+        .route(
+            "/projects/{id}/members",
+            get(projects::members).post(projects::add_member),
+        )
+        .route(
+            "/projects/{id}/members/{user_id}",
+            delete(projects::remove_member),
+        )
+        .route("/users", get(admin::list_users).post(admin::create_user))
+        .route("/audit-events", get(admin::audit_events))
+        .fallback(|| async {
+            RestError(ApiError::not_found(
+                "route_not_found",
+                "No such API route. See /api/v1/openapi.json for the routes that exist.",
+            ))
+        })
+}

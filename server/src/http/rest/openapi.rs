@@ -1,0 +1,47 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::{
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use super::{account, admin, projects};
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::http::middleware::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+/// Berth's REST API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Berth API", description = "Self-hosted container platform. Authenticate with `Authorization: Bearer <token>` (tokens are created in the portal) or the portal's session cookie."),
+    paths(
+        account::me, account::change_password, account::list_tokens, account::create_token, account::revoke_token,
+        projects::list, projects::create, projects::get_one, projects::rename, projects::remove,
+        projects::members, projects::add_member, projects::remove_member,
+        admin::list_users, admin::create_user, admin::audit_events,
+    ),
+    modifiers(&Security),
+    security(("bearer" = []), ("session" = [])),
+)]
+pub struct ApiDoc;
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,14 @@
+//! Berth, the self-hosted container platform: the `berth` binary's library.
+//! Modules follow ARCHITECTURE.md: `config`, `store`, `auth`, `platform` (the services behind
+//! the portal and API), `http`, and `application` (wiring).
+
+pub mod application;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod platform;
+pub mod store;
+pub mod telemetry;
+
+pub use application::Application;

@@ -1,0 +1,253 @@
+//! Starts the real Berth on port 0 against a fresh database (a SQLite file in a temp dir, or
+//! a new database on the PostgreSQL server named by `BERTH_TEST_POSTGRES_URL`), and a client
+//! that behaves like a browser (cookie jar, same-site `Origin`).
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use berth::{auth::bootstrap::GeneratedCredentials, config::Config, store::Store, Application};
+use reqwest::{header, Client, Response, StatusCode};
+use serde_json::Value;
+use sqlx::{Connection, Executor};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database of the given kind, and the URL Berth should use.
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// Creates an empty database. For PostgreSQL a new database on the test server.
+///
+/// # Panics
+/// When `BERTH_TEST_POSTGRES_URL` is not set for a PostgreSQL test: scripts/test.sh sets it.
+pub async fn fresh_db(db: Db) -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match db {
+        Db::Sqlite => format!("sqlite:{}", dir.path().join("berth.db").display()),
+        Db::Postgres => {
+            let admin = std::env::var("BERTH_TEST_POSTGRES_URL").expect(
+                "BERTH_TEST_POSTGRES_URL must point at a PostgreSQL server (scripts/test.sh starts one)",
+            );
+            let name = format!("berth_test_{}", uuid_simple());
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            conn.execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+            let (base, _) = admin.rsplit_once('/').unwrap();
+            format!("{base}/{name}")
+        }
+    };
+    TestDb { url, dir }
+}
+
+fn uuid_simple() -> String {
+    berth::store::new_id().replace('-', "")
+}
+
+/// Configuration for a test instance on a free port.
+pub fn test_config(db: &TestDb) -> Config {
+    let mut config = Config::load_from(None, Vec::<(String, String)>::new()).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = db.dir.path().to_path_buf();
+    config.database_url = Some(db.url.clone());
+    config.site_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
+    config.shutdown_grace_secs = 1;
+    config
+}
+
+/// A running Berth.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub store: Store,
+    pub admin: Option<GeneratedCredentials>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Starts Berth with `config` on a free port. The cross-site check accepts the bound
+    /// address because `Origin` then equals `Host`.
+    pub async fn start(config: Config) -> TestApp {
+        let app = Application::build(config).await.expect("berth starts");
+        let addr = app.local_addr();
+        let store = app.store();
+        let admin = app.first_admin.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            store,
+            admin,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops serving and waits until the pool is closed.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+
+    /// A browser-like client with its own cookie jar.
+    pub fn client(&self) -> Browser {
+        Browser {
+            http: Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: self.base.clone(),
+        }
+    }
+
+    /// A browser signed in as the first admin (whose one-time password is still in force).
+    pub async fn admin_client(&self) -> Browser {
+        let admin = self.admin.clone().expect("first start created the admin");
+        let b = self.client();
+        b.sign_in(&admin.email, &admin.password)
+            .await
+            .expect_ok()
+            .await;
+        b
+    }
+
+    /// Creates a customer through the API as `admin` and returns a browser signed in as them.
+    pub async fn customer(&self, admin: &Browser, email: &str) -> Browser {
+        let password = "customer password 1";
+        admin
+            .post_json(
+                "/api/v1/users",
+                &serde_json::json!({"email": email, "display_name": email, "role": "customer", "password": password}),
+            )
+            .await
+            .expect_status(StatusCode::CREATED)
+            .await;
+        let b = self.client();
+        b.sign_in(email, password).await.expect_ok().await;
+        b
+    }
+}
+
+/// An HTTP client that keeps cookies and sends this site's `Origin` on state changes, as a
+/// browser does for same-site requests.
+pub struct Browser {
+    pub http: Client,
+    pub base: String,
+}
+
+impl Browser {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Signs in through the portal's server function, as the sign-in form does.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Response {
+        self.rpc("sign_in", &[("email", email), ("password", password)])
+            .await
+    }
+
+    /// Calls a server function with a form body (the no-JavaScript path of `ActionForm`).
+    pub async fn rpc(&self, name: &str, form: &[(&str, &str)]) -> Response {
+        self.http
+            .post(self.url(&format!("/rpc/{name}")))
+            .header(header::ORIGIN, &self.base)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .header(header::ORIGIN, &self.base)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .patch(self.url(path))
+            .header(header::ORIGIN, &self.base)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.http
+            .delete(self.url(path))
+            .header(header::ORIGIN, &self.base)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Assertions on responses that print the body when they fail.
+#[allow(async_fn_in_trait)]
+pub trait Expect {
+    async fn expect_status(self, status: StatusCode) -> Value;
+    async fn expect_ok(self) -> Value;
+    /// Asserts an API error with this status and `code`; returns the error object.
+    async fn expect_error(self, status: StatusCode, code: &str) -> Value;
+}
+
+impl Expect for Response {
+    async fn expect_status(self, status: StatusCode) -> Value {
+        let got = self.status();
+        let text = self.text().await.unwrap();
+        assert_eq!(got, status, "unexpected status; body: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn expect_ok(self) -> Value {
+        let got = self.status();
+        let text = self.text().await.unwrap();
+        assert!(
+            got.is_success() || got.is_redirection(),
+            "expected success, got {got}: {text}"
+        );
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn expect_error(self, status: StatusCode, code: &str) -> Value {
+        let body = self.expect_status(status).await;
+        // REST wraps errors in {"error": …}; server functions return the error itself.
+        let err = body.get("error").cloned().unwrap_or(body);
+        assert_eq!(err["code"], code, "error code; error: {err}");
+        assert!(
+            err["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "errors carry a message: {err}"
+        );
+        err
+    }
+}

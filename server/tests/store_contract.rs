@@ -1,0 +1,248 @@
+//! The repository contract: the same checks against SQLite and PostgreSQL.
+
+mod common;
+
+use berth::store::{NewUser, Store, StoreError};
+use common::*;
+use tower_sessions::{
+    session::{Id, Record},
+    SessionStore,
+};
+
+async fn store(db: Db) -> (Store, TestDb) {
+    let tdb = fresh_db(db).await;
+    let store = Store::connect(&tdb.url, 4).await.unwrap();
+    (store, tdb)
+}
+
+fn user(email: &str) -> NewUser {
+    NewUser {
+        email: email.into(),
+        display_name: email.into(),
+        role: "customer".into(),
+        password_hash: Some("$argon2id$stub".into()),
+        must_change_password: false,
+        oidc_issuer: None,
+        oidc_subject: None,
+    }
+}
+
+async fn users_are_unique_by_email_and_identity(db: Db) {
+    let (s, _db) = store(db).await;
+    let a = s.users().create(user("a@example.com")).await.unwrap();
+    assert_eq!(
+        s.users()
+            .by_email("a@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        a.id
+    );
+    assert!(matches!(
+        s.users().create(user("a@example.com")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.users()
+        .link_oidc_identity(&a.id, "http://idp", "sub-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.users()
+            .by_oidc_identity("http://idp", "sub-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        a.id
+    );
+    let b = s.users().create(user("b@example.com")).await.unwrap();
+    assert!(matches!(
+        s.users()
+            .link_oidc_identity(&b.id, "http://idp", "sub-1")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.users().set_password(&b.id, "h2", true).await.unwrap();
+    let b2 = s.users().by_id(&b.id).await.unwrap().unwrap();
+    assert_eq!(b2.password_hash.as_deref(), Some("h2"));
+    assert!(b2.must_change_password);
+    assert!(matches!(
+        s.users().set_password("nope", "h", false).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.users().count().await.unwrap(), 2);
+}
+
+async fn projects_keep_unique_names_and_an_owner(db: Db) {
+    let (s, _db) = store(db).await;
+    let a = s.users().create(user("a@example.com")).await.unwrap();
+    let b = s.users().create(user("b@example.com")).await.unwrap();
+    let p = s.projects().create("web", &a.id).await.unwrap();
+    assert_eq!(p.member_count, 1);
+    assert!(matches!(
+        s.projects().create("web", &b.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A failed create leaves nothing behind (the owner row shares its transaction).
+    assert_eq!(s.projects().list_for_member(&b.id).await.unwrap().len(), 0);
+    s.projects()
+        .add_member(&p.id, &b.id, "member")
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.projects().add_member(&p.id, &b.id, "owner").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mine = s.projects().list_for_member(&b.id).await.unwrap();
+    assert_eq!(
+        (mine[0].0.name.as_str(), mine[0].1.as_str()),
+        ("web", "member")
+    );
+    assert!(matches!(
+        s.projects().remove_member(&p.id, &a.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.projects().remove_member(&p.id, &b.id).await.unwrap();
+    assert!(matches!(
+        s.projects().remove_member(&p.id, &b.id).await,
+        Err(StoreError::NotFound)
+    ));
+    s.projects().create("api", &a.id).await.unwrap();
+    assert!(matches!(
+        s.projects().rename(&p.id, "api").await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.projects().rename(&p.id, "site").await.unwrap();
+    let names: Vec<_> = s
+        .projects()
+        .list_all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["api", "site"]);
+    s.projects().delete(&p.id).await.unwrap();
+    assert!(
+        s.projects().members(&p.id).await.unwrap().is_empty(),
+        "members cascade"
+    );
+    assert!(matches!(
+        s.projects().delete(&p.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn sessions_load_until_expiry(db: Db) {
+    let (s, _db) = store(db).await;
+    let u = s.users().create(user("a@example.com")).await.unwrap();
+    let repo = s.session_repo();
+    let mut live = Record {
+        id: Id::default(),
+        data: [("user_id".to_owned(), serde_json::json!(u.id))]
+            .into_iter()
+            .collect(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    repo.create(&mut live).await.unwrap();
+    let loaded = repo.load(&live.id).await.unwrap().unwrap();
+    assert_eq!(loaded.data, live.data);
+    assert_eq!(
+        loaded.expiry_date.unix_timestamp(),
+        live.expiry_date.unix_timestamp()
+    );
+
+    let mut expired = Record {
+        id: Id::default(),
+        data: Default::default(),
+        expiry_date: time::OffsetDateTime::now_utc() - time::Duration::seconds(1),
+    };
+    repo.create(&mut expired).await.unwrap();
+    assert!(
+        repo.load(&expired.id).await.unwrap().is_none(),
+        "expired sessions do not load"
+    );
+    assert_eq!(s.sessions().delete_expired().await.unwrap(), 1);
+    assert_eq!(s.sessions().count().await.unwrap(), 1);
+    assert_eq!(s.sessions().delete_for_user(&u.id).await.unwrap(), 1);
+    assert!(repo.load(&live.id).await.unwrap().is_none());
+}
+
+async fn tokens_expire_and_audit_events_come_newest_first(db: Db) {
+    let (s, _db) = store(db).await;
+    let u = s.users().create(user("a@example.com")).await.unwrap();
+    let t = s
+        .api_tokens()
+        .create(&u.id, "ci", "berth_abcdef", "hash-1", None)
+        .await
+        .unwrap();
+    s.api_tokens()
+        .create(&u.id, "old", "berth_zzzzzz", "hash-2", Some(1))
+        .await
+        .unwrap();
+    let got = s
+        .api_tokens()
+        .authenticate("hash-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, t.id);
+    assert!(
+        s.api_tokens()
+            .authenticate("hash-2")
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(s.api_tokens().list_for_user(&u.id).await.unwrap()[1]
+        .last_used_at_ms
+        .is_some());
+    s.api_tokens().revoke(&u.id, &t.id).await.unwrap();
+    assert!(matches!(
+        s.api_tokens().revoke(&u.id, &t.id).await,
+        Err(StoreError::NotFound)
+    ));
+
+    for action in ["first", "second", "third"] {
+        s.audit_events()
+            .append(berth::store::NewAuditEvent {
+                actor_id: Some(u.id.clone()),
+                actor: u.email.clone(),
+                action: action.into(),
+                target: "x".into(),
+                detail: "{}".into(),
+                client_addr: None,
+            })
+            .await
+            .unwrap();
+    }
+    let latest: Vec<_> = s
+        .audit_events()
+        .latest(2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(latest, ["third", "second"]);
+}
+
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
+        }
+    };
+}
+
+on_both_databases!(
+    users_are_unique_by_email_and_identity,
+    projects_keep_unique_names_and_an_owner,
+    sessions_load_until_expiry,
+    tokens_expire_and_audit_events_come_newest_first,
+);
