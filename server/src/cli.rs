@@ -121,7 +121,7 @@ pub async fn run_user_command(config: &Config, cmd: UserCommand) -> anyhow::Resu
             println!("one-time password: {password}");
         }
         UserCommand::List => {
-            println!("{:<36}  {:<9}  {}", "ID", "ROLE", "EMAIL");
+            println!("{:<36}  {:<9}  EMAIL", "ID", "ROLE");
             for u in store.users().list().await? {
                 println!("{:<36}  {:<9}  {}", u.id, u.role, u.email);
             }

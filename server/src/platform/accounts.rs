@@ -259,18 +259,19 @@ impl AccountService for AccountsService {
                 "Give the token a name of 1–64 characters, e.g. 'ci-deploy'.",
             ));
         }
-        let expires_at_ms =
-            match req.expires_in_days {
-                None => None,
-                Some(d @ 1..=3650) => Some(now_ms() + i64::from(d) * 86_400_000),
-                Some(d) => return Err(ApiError::invalid_field(
+        let expires_at_ms = match req.expires_in_days {
+            None => None,
+            Some(d @ 1..=3650) => Some(now_ms() + i64::from(d) * 86_400_000),
+            Some(d) => {
+                return Err(ApiError::invalid_field(
                     "expires_in_days",
                     "invalid_expiry",
                     format!(
                         "{d} days is out of range. Leave it empty for no expiry, or use 1–3650."
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let (secret, prefix) = token::generate_secret();
         let record = self
             .store

@@ -1,0 +1,251 @@
+//! A user's first visit, in headless Chromium: sign in with the one-time password, choose a
+//! new one, create a project and see it listed without a page reload (the wasm is running),
+//! switch the theme, and see a field error. Saves `target/e2e-projects.png`.
+//!
+//! Needs `BERTH_BIN` (the built binary) and `BERTH_SITE_ROOT` (with `pkg/`), as
+//! scripts/test.sh sets them, plus `chromedriver` and `chromium` on PATH.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fantoccini::{error::CmdError, Client, ClientBuilder, Locator};
+use serde_json::json;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child when dropped, so a failing test leaves no process behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn workspace_target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// Starts berth on a fresh data dir; returns it with its URL and the first admin's password,
+/// read from its standard output as a new user would read it.
+fn start_berth(data: &std::path::Path) -> (Guard, String, String) {
+    let bin = std::env::var("BERTH_BIN").expect("BERTH_BIN: path of the built berth binary");
+    let site = std::env::var("BERTH_SITE_ROOT").expect("BERTH_SITE_ROOT: the built site");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .env("BERTH_DATA_DIR", data)
+        .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BERTH_PUBLIC_URL", &url)
+        .env("BERTH_SITE_ROOT", site)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("berth starts");
+    let stdout = child.stdout.take().unwrap();
+    let guard = Guard(child);
+    let mut password = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(p) = line.trim().strip_prefix("one-time password:") {
+            password = Some(p.trim().to_owned());
+        }
+        if line.starts_with("Berth portal:") {
+            break;
+        }
+    }
+    (
+        guard,
+        url,
+        password.expect("first start prints the admin's one-time password"),
+    )
+}
+
+fn start_chromedriver() -> (Guard, u16) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("chromedriver on PATH (Debian package chromium-driver)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Guard(child), port)
+}
+
+async fn connect(driver_port: u16, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", "--window-size=1280,900",
+            format!("--user-data-dir={}", profile.display()),
+        ]}),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("WebDriver session")
+}
+
+async fn wait_for_url(c: &Client, suffix: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await?;
+        if url.as_str().ends_with(suffix) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("expected URL ending {suffix}, at {url}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn is_dark(c: &Client) -> std::result::Result<bool, CmdError> {
+    let v = c
+        .execute(
+            "return document.documentElement.classList.contains('dark');",
+            vec![],
+        )
+        .await?;
+    Ok(v.as_bool().unwrap_or(false))
+}
+
+/// Clicks the theme toggle until the page reacts: the toggle only works once the wasm has
+/// hydrated the page, so this both waits for and proves hydration.
+async fn wait_for_hydration_via_theme_toggle(c: &Client) -> Result<bool> {
+    let before = is_dark(c).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        c.find(Locator::Id("theme-toggle")).await?.click().await?;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if is_dark(c).await? != before {
+            return Ok(!before);
+        }
+    }
+    Err("the theme toggle never reacted: the page did not hydrate".into())
+}
+
+async fn fill(c: &Client, form: &str, field: &str, value: &str) -> Result<()> {
+    let input = c
+        .find(Locator::Css(&format!("{form} input[name={field}]")))
+        .await?;
+    input.clear().await?;
+    input.send_keys(value).await?;
+    Ok(())
+}
+
+async fn first_visit(c: &Client, url: &str, password: &str) -> Result<()> {
+    c.goto(&format!("{url}/projects")).await?;
+    wait_for_url(c, "/sign-in").await?;
+    fill(c, "#sign-in-form", "email", "admin@berth.localhost").await?;
+    fill(c, "#sign-in-form", "password", password).await?;
+    c.find(Locator::Css("#sign-in-form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    // A one-time password leads to the account page to choose a new one.
+    wait_for_url(c, "/account?first=1").await?;
+    c.wait().for_element(Locator::Id("user-menu")).await?;
+    wait_for_hydration_via_theme_toggle(c).await?;
+    fill(c, "form", "current_password", password).await?;
+    fill(c, "form", "new_password", "my own long password").await?;
+    c.find(Locator::XPath("//button[text()='Change password']"))
+        .await?
+        .click()
+        .await?;
+    c.wait()
+        .for_element(Locator::XPath("//p[text()='Password changed.']"))
+        .await?;
+
+    c.goto(&format!("{url}/projects")).await?;
+    c.wait().for_element(Locator::Id("projects-empty")).await?;
+    let dark = wait_for_hydration_via_theme_toggle(c).await?;
+    let stored = c
+        .execute("return localStorage.getItem('berth-theme');", vec![])
+        .await?;
+    if stored != json!(if dark { "dark" } else { "light" }) {
+        return Err(format!("theme not remembered: {stored}").into());
+    }
+
+    // A marker on `window` survives only if the page is not reloaded.
+    c.execute("window.__berthMarker = 'still-here';", vec![])
+        .await?;
+    fill(c, "#create-project-form", "name", "e2e-shop").await?;
+    c.find(Locator::Css("#create-project-form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    let link = c
+        .wait()
+        .for_element(Locator::XPath(
+            "//a[contains(@class,'project-link') and text()='e2e-shop']",
+        ))
+        .await?;
+    let marker = c.execute("return window.__berthMarker;", vec![]).await?;
+    if marker != json!("still-here") {
+        return Err("creating a project reloaded the page: the action did not run in wasm".into());
+    }
+    let shot = c.screenshot().await?;
+    let path = workspace_target().join("e2e-projects.png");
+    std::fs::write(&path, shot)?;
+
+    // A bad name shows the server's message next to the field, still without a reload.
+    fill(c, "#create-project-form", "name", "Bad_Name").await?;
+    c.find(Locator::Css("#create-project-form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    let err = c
+        .wait()
+        .for_element(Locator::Css("#create-project-form .field-error"))
+        .await?;
+    let text = err.text().await?;
+    if !text.contains("1–30 characters") {
+        return Err(format!("unexpected field error: {text}").into());
+    }
+
+    // The project page opens from the list.
+    link.click().await?;
+    let title = c.wait().for_element(Locator::Id("project-name")).await?;
+    if title.text().await? != "e2e-shop" {
+        return Err("project page shows another name".into());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_admin_signs_in_and_creates_a_project() {
+    let data = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let (_berth, url, password) = start_berth(data.path());
+    let (_driver, driver_port) = start_chromedriver();
+    let client = connect(driver_port, profile.path()).await;
+    let result = first_visit(&client, &url, &password).await;
+    // Close the browser before failing so that no Chromium is left running.
+    let _ = client.close().await;
+    result.unwrap();
+}
