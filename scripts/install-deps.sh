@@ -12,7 +12,7 @@ sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 packages=(gcc pkg-config)
 if [[ $want_test -eq 1 ]]; then
-  packages+=(postgresql chromium chromium-driver)
+  packages+=(postgresql chromium chromium-driver python3-venv curl)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -40,4 +40,15 @@ if [[ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb_version
   echo "install-deps: installing wasm-bindgen-cli $wb_version (once; takes a few minutes)"
   # Not --locked: the CLI's own lockfile pins a yanked crate.
   cargo install wasm-bindgen-cli --version "$wb_version" --quiet
+fi
+
+if [[ $want_test -eq 1 ]]; then
+  # A real OpenID Connect provider for the SSO tests, from PyPI, in a venv outside the clone.
+  venv=${BERTH_CACHE_DIR:-$HOME/.cache/berth}/oidc-provider-mock
+  if ! "$venv/bin/python" -c 'import oidc_provider_mock' 2>/dev/null; then
+    echo "install-deps: installing oidc-provider-mock into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'oidc-provider-mock==0.3.4'
+  fi
 fi

@@ -15,8 +15,8 @@ step "cargo fmt --check"
 cargo fmt --all --check
 
 step "clippy (per package, so ssr and hydrate are never unified)"
-cargo clippy -p app --features ssr --all-targets -- -D warnings
-cargo clippy -p server --all-targets -- -D warnings
+# app and server together: app gets `ssr` from server, and both share one feature set.
+cargo clippy -p app -p server --all-targets -- -D warnings
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 cargo clippy -p end2end --all-targets -- -D warnings
 
@@ -46,11 +46,10 @@ if [[ -z ${BERTH_TEST_POSTGRES_URL:-} ]]; then
   export BERTH_TEST_POSTGRES_URL=postgres://berth@127.0.0.1:55432/postgres
 fi
 
-step "unit tests (app)"
-cargo test -p app --features ssr
+export BERTH_OIDC_MOCK_PYTHON=${BERTH_CACHE_DIR:-$HOME/.cache/berth}/oidc-provider-mock/bin/python
 
-step "unit + integration tests (server; SQLite and PostgreSQL)"
-cargo test -p server
+step "unit + integration tests (app, server; SQLite and PostgreSQL; OIDC provider)"
+cargo test -p app -p server
 
 step "browser tests (headless Chromium)"
 BERTH_BIN="$PWD/${CARGO_TARGET_DIR:-target}/debug/berth" \

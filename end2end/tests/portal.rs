@@ -44,7 +44,7 @@ fn workspace_target() -> PathBuf {
 
 /// Starts berth on a fresh data dir; returns it with its URL and the first admin's password,
 /// read from its standard output as a new user would read it.
-fn start_berth(data: &std::path::Path) -> (Guard, String, String) {
+fn start_berth(data: &std::path::Path, extra_env: &[(&str, String)]) -> (Guard, String, String) {
     let bin = std::env::var("BERTH_BIN").expect("BERTH_BIN: path of the built berth binary");
     let site = std::env::var("BERTH_SITE_ROOT").expect("BERTH_SITE_ROOT: the built site");
     let port = free_port();
@@ -55,6 +55,7 @@ fn start_berth(data: &std::path::Path) -> (Guard, String, String) {
         .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
         .env("BERTH_PUBLIC_URL", &url)
         .env("BERTH_SITE_ROOT", site)
+        .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .spawn()
         .expect("berth starts");
@@ -241,11 +242,103 @@ async fn first_visit(c: &Client, url: &str, password: &str) -> Result<()> {
 async fn a_new_admin_signs_in_and_creates_a_project() {
     let data = tempfile::tempdir().unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let (_berth, url, password) = start_berth(data.path());
+    let (_berth, url, password) = start_berth(data.path(), &[]);
     let (_driver, driver_port) = start_chromedriver();
     let client = connect(driver_port, profile.path()).await;
     let result = first_visit(&client, &url, &password).await;
     // Close the browser before failing so that no Chromium is left running.
+    let _ = client.close().await;
+    result.unwrap();
+}
+
+/// Starts `oidc-provider-mock` (PyPI) on a free port; `BERTH_OIDC_MOCK_PYTHON` names the
+/// Python that has it.
+fn start_oidc_provider() -> (Guard, String) {
+    let python = std::env::var("BERTH_OIDC_MOCK_PYTHON").unwrap_or_else(|_| "python3".into());
+    let port = free_port();
+    let child = Command::new(&python)
+        .args([
+            "-m",
+            "oidc_provider_mock",
+            "--port",
+            &port.to_string(),
+            "--require-nonce",
+            "true",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("oidc-provider-mock starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "oidc-provider-mock did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (Guard(child), format!("http://127.0.0.1:{port}"))
+}
+
+async fn sso_visit(c: &Client, url: &str) -> Result<()> {
+    c.goto(&format!("{url}/sign-in")).await?;
+    let button = c.wait().for_element(Locator::Id("sso-sign-in")).await?;
+    if !button.text().await?.contains("Test IdP") {
+        return Err("SSO button does not name the provider".into());
+    }
+    button.click().await?;
+    // The provider's own page: type the subject and authorize.
+    let sub = c
+        .wait()
+        .for_element(Locator::Css("input[name=sub]"))
+        .await?;
+    sub.send_keys("erin").await?;
+    c.find(Locator::XPath("//button[text()='Authorize']"))
+        .await?
+        .click()
+        .await?;
+    wait_for_url(c, "/projects").await?;
+    let menu = c.wait().for_element(Locator::Id("user-menu")).await?;
+    let who = menu.text().await?;
+    if !who.contains("erin@example.com") {
+        return Err(format!("signed in as someone else: {who}").into());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_customer_signs_in_with_sso() {
+    let (_provider, issuer) = start_oidc_provider();
+    let claims =
+        serde_json::json!({"email": "erin@example.com", "email_verified": true, "name": "Erin"});
+    let put = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &claims.to_string(),
+        ])
+        .arg(format!("{issuer}/users/erin"))
+        .status()
+        .expect("curl");
+    assert!(put.success(), "mock provider accepted the user");
+    let data = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let (_berth, url, _) = start_berth(
+        data.path(),
+        &[
+            ("BERTH_OIDC__ISSUER_URL", issuer),
+            ("BERTH_OIDC__CLIENT_ID", "berth".into()),
+            ("BERTH_OIDC__CLIENT_SECRET", "berth-client-secret".into()),
+            ("BERTH_OIDC__LABEL", "Test IdP".into()),
+        ],
+    );
+    let (_driver, driver_port) = start_chromedriver();
+    let client = connect(driver_port, profile.path()).await;
+    let result = sso_visit(&client, &url).await;
     let _ = client.close().await;
     result.unwrap();
 }

@@ -88,11 +88,19 @@ impl Application {
         if config.has_role(Role::Scheduler) {
             tasks.push(tokio::spawn(housekeeping(store.clone(), limiter)));
         }
+        let oidc = match &config.oidc {
+            Some(c) => Some(
+                crate::auth::oidc::OidcProvider::new(c.clone(), &config.public_url)
+                    .context("cannot set up single sign-on")?,
+            ),
+            None => None,
+        };
         let state = AppState {
             store,
             services,
             config,
             leptos_options,
+            oidc,
         };
         Ok(Self {
             listener,

@@ -2,6 +2,7 @@
 //! personal API tokens, sign-in rate limiting, and the first admin account.
 
 pub mod bootstrap;
+pub mod oidc;
 pub mod password;
 pub mod rate_limit;
 pub mod session;

@@ -1,6 +1,7 @@
 //! The axum router: Leptos pages and server functions, `/api/v1`, `/healthz`, static assets.
 
 pub mod middleware;
+mod oidc;
 pub mod rest;
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub services: Services,
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
+    /// The SSO provider, when `oidc` is configured.
+    pub oidc: Option<Arc<crate::auth::oidc::OidcProvider>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -104,6 +107,8 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone()),
         )
         .nest("/api/v1", rest::router())
+        .route("/auth/oidc/start", get(oidc::start))
+        .route(crate::auth::oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/healthz", get(healthz))
         .route(STYLESHEET_PATH, get(stylesheet))
         .route("/public/favicon.svg", get(favicon))

@@ -17,7 +17,7 @@ use app::{
 use crate::store::{AuditEventRecord, NewAuditEvent, Store, StoreError, UserRecord};
 
 /// Logs a store failure once, here, and returns the opaque 500 the caller sees.
-pub(crate) fn internal(context: &'static str) -> impl Fn(StoreError) -> ApiError {
+pub fn internal(context: &'static str) -> impl Fn(StoreError) -> ApiError {
     move |e| {
         tracing::error!(error = %e, what = context, "store call failed");
         ApiError::internal()
@@ -25,7 +25,7 @@ pub(crate) fn internal(context: &'static str) -> impl Fn(StoreError) -> ApiError
 }
 
 /// The API view of a stored user.
-pub(crate) fn user_view(u: &UserRecord) -> UserView {
+pub fn user_view(u: &UserRecord) -> UserView {
     UserView {
         id: UserId(u.id.clone()),
         email: u.email.clone(),
@@ -53,7 +53,7 @@ pub(crate) fn audit_view(e: AuditEventRecord) -> AuditEventView {
 ///
 /// # Errors
 /// `ApiError` 500 when the event cannot be stored.
-pub(crate) async fn audit(
+pub async fn audit(
     store: &Store,
     ctx: &RequestContext,
     actor_fallback: Option<&str>,
