@@ -23,11 +23,30 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The signed-in user.
+    /// The signed-in user, who has replaced any one-time password.
+    ///
+    /// # Errors
+    /// `ApiError` 401 `unauthenticated` when nobody is signed in; 403
+    /// `password_change_required` while the user still has a generated one-time password
+    /// (only [`RequestContext::signed_in`] callers work until it is changed).
+    pub fn user(&self) -> Result<&UserView, ApiError> {
+        let user = self.signed_in()?;
+        if user.must_change_password {
+            return Err(ApiError::new(
+                403,
+                "password_change_required",
+                "You signed in with a one-time password. Choose your own password on the Account page first.",
+            ));
+        }
+        Ok(user)
+    }
+
+    /// The signed-in user, even one who still has to replace a one-time password (for
+    /// reading one's own account, changing the password and signing out).
     ///
     /// # Errors
     /// `ApiError` 401 `unauthenticated` when nobody is signed in.
-    pub fn user(&self) -> Result<&UserView, ApiError> {
+    pub fn signed_in(&self) -> Result<&UserView, ApiError> {
         self.caller.as_ref().ok_or_else(ApiError::unauthenticated)
     }
 

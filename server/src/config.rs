@@ -234,7 +234,9 @@ impl Config {
                 message: e.kind.to_string(),
             }
         })?;
-        warn_unknown_keys(&figment);
+        for key in unknown_keys(&figment) {
+            tracing::warn!(config.key = %key, "unknown configuration key ignored");
+        }
         config.validate()
     }
 
@@ -315,20 +317,21 @@ impl Config {
     }
 }
 
-fn warn_unknown_keys(figment: &Figment) {
-    let known = match figment::value::Value::serialize(Config::default()) {
-        Ok(figment::value::Value::Dict(_, d)) => d,
-        _ => return,
+/// Top-level keys given (in the file or the environment) that `Config` does not have.
+fn unknown_keys(figment: &Figment) -> Vec<String> {
+    let Ok(figment::value::Value::Dict(_, known)) =
+        figment::value::Value::serialize(Config::default())
+    else {
+        return Vec::new();
     };
     let Ok(figment::value::Value::Dict(_, given)) = figment.find_value("") else {
-        return;
+        return Vec::new();
     };
-    for key in given
+    given
         .keys()
         .filter(|k| !known.contains_key(*k) && *k != "oidc")
-    {
-        tracing::warn!(config.key = %key, "unknown configuration key ignored");
-    }
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -415,6 +418,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.roles, vec![Role::Api]);
+    }
+
+    #[test]
+    fn https_makes_cookies_secure_and_unknown_keys_are_found() {
+        let c = Config::load_from(
+            None,
+            env(&[("BERTH_PUBLIC_URL", "https://berth.example.com/")]),
+        )
+        .unwrap();
+        assert!(c.secure_cookies());
+        assert_eq!(c.public_url, "https://berth.example.com");
+
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(("listen_port", 80))
+            .merge(("listen", "127.0.0.1:1"));
+        assert_eq!(unknown_keys(&figment), vec!["listen_port".to_owned()]);
+    }
+
+    #[test]
+    fn config_file_is_read_and_env_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\nadmin_email = \"ops@example.com\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&path), env(&[("BERTH_LISTEN", "127.0.0.1:7001")])).unwrap();
+        assert_eq!(c.admin_email, "ops@example.com");
+        assert_eq!(c.listen.port(), 7001);
+        let missing = dir.path().join("nope.toml");
+        assert!(Config::load_from(Some(&missing), env(&[])).is_err());
     }
 
     #[test]

@@ -42,6 +42,29 @@ async fn first_admin_signs_in_with_one_time_password(db: Db) {
     assert_eq!(me["email"], admin.email);
     assert_eq!(me["role"], "admin");
     assert_eq!(me["must_change_password"], true);
+    // Until the one-time password is replaced, nothing else works.
+    b.get("/api/v1/projects")
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "password_change_required")
+        .await;
+    b.post_json("/api/v1/projects", &json!({"name": "too-early"}))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "password_change_required")
+        .await;
+    b.post_json(
+        "/api/v1/me/password",
+        &json!({"current_password": "wrong", "new_password": "a brand new password"}),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "wrong_password")
+    .await;
+    b.post_json(
+        "/api/v1/me/password",
+        &json!({"current_password": admin.password, "new_password": "short"}),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "weak_password")
+    .await;
 
     // The one-time password is replaced; the old one stops working.
     b.post_json(
@@ -60,7 +83,7 @@ async fn first_admin_signs_in_with_one_time_password(db: Db) {
     app.client()
         .sign_in(&admin.email, &admin.password)
         .await
-        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "invalid_credentials")
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials")
         .await;
     app.stop().await;
 }
@@ -73,14 +96,14 @@ async fn wrong_passwords_are_refused_and_rate_limited(db: Db) {
         let err = b
             .sign_in(&admin.email, "not the password")
             .await
-            .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "invalid_credentials")
+            .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials")
             .await;
         assert_eq!(err["message"], "The email or password is not correct.");
     }
     // Unknown accounts get the same answer as wrong passwords.
     b.sign_in("nobody@example.com", "x")
         .await
-        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "invalid_credentials")
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials")
         .await;
     b.get("/api/v1/me")
         .await
@@ -90,7 +113,7 @@ async fn wrong_passwords_are_refused_and_rate_limited(db: Db) {
     let err = b
         .sign_in(&admin.email, &admin.password)
         .await
-        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "too_many_attempts")
+        .expect_error(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
         .await;
     assert!(err["message"].as_str().unwrap().contains("minute"), "{err}");
     b.get("/api/v1/me")

@@ -100,7 +100,7 @@ async fn invalid_and_duplicate_names_are_refused(db: Db) {
     let err = bob
         .rpc("create_project", &[("name", "shop")])
         .await
-        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "name_taken")
+        .expect_error(StatusCode::CONFLICT, "name_taken")
         .await;
     assert_eq!(err["field"], "name");
     assert!(err["request_id"].is_string(), "errors carry the request id");
@@ -165,7 +165,7 @@ async fn customers_cannot_reach_each_others_projects(db: Db) {
         .await;
     eve.rpc("get_project", &[("id", id)])
         .await
-        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "project_not_found")
+        .expect_error(StatusCode::NOT_FOUND, "project_not_found")
         .await;
     // Customers have no admin console.
     eve.get("/api/v1/users")

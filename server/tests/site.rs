@@ -84,6 +84,48 @@ async fn pages_render_on_the_server_and_redirect_anonymous_users() {
 }
 
 #[tokio::test]
+async fn forms_work_without_javascript() {
+    let (app, _db) = start().await;
+    let admin = app.admin_client().await;
+    // A plain HTML form post: the browser follows a redirect back to the page, which renders
+    // the server's message beside the field.
+    let post = |name: &'static str| {
+        admin
+            .http
+            .post(admin.url("/rpc/create_project"))
+            .header(header::ORIGIN, &admin.base)
+            .header(header::REFERER, admin.url("/projects"))
+            .header(header::ACCEPT, "text/html,application/xhtml+xml")
+            .form(&[("name", name)])
+            .send()
+    };
+    let r = post("Bad_Name").await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let back = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(back.starts_with(&admin.url("/projects?")), "{back}");
+    let page = admin
+        .http
+        .get(&back)
+        .header(header::ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("field-error"), "field error rendered: {page}");
+    assert!(
+        page.contains("The name contains &#39;B&#39;") || page.contains("The name contains 'B'")
+    );
+
+    let r = post("no-js").await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let (_, _, page) = html(&admin, "/projects").await;
+    assert!(page.contains(">no-js</a>"), "created without JavaScript");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn healthz_reports_the_database_and_openapi_lists_routes() {
     let (app, _db) = start().await;
     let b = app.client();

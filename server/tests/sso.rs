@@ -200,6 +200,19 @@ async fn sso_signs_in_creates_links_and_maps_admins(db: Db) {
         .await;
     assert_eq!(me["id"], carol["id"]);
     assert_eq!(me["role"], "customer");
+    assert_eq!(
+        me["must_change_password"], false,
+        "the unused one-time password is void"
+    );
+    c.get("/api/v1/projects")
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    app.client()
+        .sign_in("carol@example.com", "carol password 1")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials")
+        .await;
 
     // An unverified email neither links nor creates an account.
     set_user(

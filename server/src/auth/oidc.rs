@@ -235,8 +235,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// 2. else the account with the same email, linked now, if the email is verified;
 /// 3. else a new customer account, if the email is verified.
 ///
-/// The admin claim promotes the account to `admin`; it never demotes (an admin made in Berth
-/// stays one).
+/// Linking voids a one-time password the account never replaced. The admin claim promotes
+/// the account to `admin`; it never demotes (an admin made in Berth stays one).
 ///
 /// # Errors
 /// `Account` when the email is missing or unverified, or belongs to an account linked to a
@@ -269,7 +269,15 @@ pub async fn resolve_account(
                 users
                     .link_oidc_identity(&existing.id, &id.issuer, &id.subject)
                     .await?;
-                (existing, false)
+                if existing.must_change_password {
+                    // An unused one-time password is void once the owner chose SSO.
+                    users.clear_password(&existing.id).await?;
+                }
+                let linked = users
+                    .by_id(&existing.id)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                (linked, false)
             }
             None => {
                 let name = id.name.clone().unwrap_or_else(|| email.clone());

@@ -3,10 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
-use app::{
-    model::{ApiError, UserId},
-    services::RequestContext,
-};
+use app::{model::ApiError, services::RequestContext};
 use axum::{
     extract::{ConnectInfo, Request, State},
     http::{header, HeaderValue, Method},
@@ -178,5 +175,5 @@ async fn authenticate_token(
     else {
         return Ok(None);
     };
-    load_active_user(state, &UserId(token.user_id).0).await
+    load_active_user(state, &token.user_id).await
 }

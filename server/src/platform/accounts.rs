@@ -186,7 +186,7 @@ impl AccountService for AccountsService {
         ctx: &RequestContext,
         req: ChangePassword,
     ) -> Result<(), ApiError> {
-        let caller = ctx.user()?;
+        let caller = ctx.signed_in()?;
         let user = self
             .store
             .users()

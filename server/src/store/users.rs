@@ -166,6 +166,26 @@ impl<'a> Users<'a> {
         Ok(())
     }
 
+    /// Removes the password (the account then signs in by SSO only) and clears the
+    /// must-change flag.
+    ///
+    /// # Errors
+    /// `NotFound` when no such user exists.
+    pub async fn clear_password(&self, id: &str) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = NULL, must_change_password = 0, updated_at_ms = $1 \
+             WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     /// Links an existing user to an OIDC identity.
     ///
     /// # Errors

@@ -121,7 +121,8 @@ impl TestApp {
         }
     }
 
-    /// A browser signed in as the first admin (whose one-time password is still in force).
+    /// A browser signed in as the first admin, who has replaced the one-time password with
+    /// [`ADMIN_PASSWORD`].
     pub async fn admin_client(&self) -> Browser {
         let admin = self.admin.clone().expect("first start created the admin");
         let b = self.client();
@@ -129,12 +130,13 @@ impl TestApp {
             .await
             .expect_ok()
             .await;
+        b.change_password(&admin.password, ADMIN_PASSWORD).await;
         b
     }
 
     /// Creates a customer through the API as `admin` and returns a browser signed in as them.
     pub async fn customer(&self, admin: &Browser, email: &str) -> Browser {
-        let password = "customer password 1";
+        let password = "initial password 1";
         admin
             .post_json(
                 "/api/v1/users",
@@ -145,9 +147,15 @@ impl TestApp {
             .await;
         let b = self.client();
         b.sign_in(email, password).await.expect_ok().await;
+        b.change_password(password, CUSTOMER_PASSWORD).await;
         b
     }
 }
+
+/// The first admin's password after the one-time password was replaced.
+pub const ADMIN_PASSWORD: &str = "admin password 1";
+/// Customers' password after their initial one was replaced.
+pub const CUSTOMER_PASSWORD: &str = "customer password 1";
 
 /// An HTTP client that keeps cookies and sends this site's `Origin` on state changes, as a
 /// browser does for same-site requests.
@@ -176,6 +184,17 @@ impl Browser {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Replaces the signed-in user's password through the API.
+    pub async fn change_password(&self, current: &str, new: &str) {
+        self.post_json(
+            "/api/v1/me/password",
+            &serde_json::json!({"current_password": current, "new_password": new}),
+        )
+        .await
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
     }
 
     pub async fn get(&self, path: &str) -> Response {

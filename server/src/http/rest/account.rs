@@ -15,7 +15,7 @@ use crate::http::AppState;
 #[utoipa::path(get, path = "/api/v1/me", tag = "account",
     responses((status = 200, body = UserView), (status = 401, body = ErrorEnvelope)))]
 pub async fn me(Extension(ctx): Extension<RequestContext>) -> RestResult<Json<UserView>> {
-    ctx.user().cloned().map(Json).map_err(fail(&ctx))
+    ctx.signed_in().cloned().map(Json).map_err(fail(&ctx))
 }
 
 /// Changes the caller's password.
