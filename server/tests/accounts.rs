@@ -1,5 +1,6 @@
 //! Sign-in, sessions, tokens, rate limiting and cross-site refusals, on SQLite and PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -323,17 +324,6 @@ async fn cross_site_requests_are_refused(db: Db) {
         .await;
     assert_eq!(list, json!([]), "nothing was created");
     app.stop().await;
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
-        }
-    };
 }
 
 on_both_databases!(

@@ -1,5 +1,6 @@
 //! Projects, members, isolation between customers and the audit log, on both databases.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -318,17 +319,6 @@ async fn changes_are_written_to_the_audit_log(db: Db) {
     // Newest first.
     assert_eq!(events[0]["action"], "user.sign_in_failed");
     app.stop().await;
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
-        }
-    };
 }
 
 on_both_databases!(

@@ -3,6 +3,7 @@
 //! Python that has it). The browser's part (following redirects, submitting the provider's
 //! form) is done by hand with a cookie-keeping client.
 
+#[macro_use]
 mod common;
 
 use std::{
@@ -310,17 +311,6 @@ async fn sso_refuses_wrong_state_and_nonce(db: Db) {
     );
     assert!(message.contains("User said no"), "{message}");
     app.stop().await;
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
-        }
-    };
 }
 
 on_both_databases!(

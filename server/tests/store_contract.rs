@@ -1,5 +1,6 @@
 //! The repository contract: the same checks against SQLite and PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use berth::store::{NewUser, Store, StoreError};
@@ -227,17 +228,6 @@ async fn tokens_expire_and_audit_events_come_newest_first(db: Db) {
         .map(|e| e.action)
         .collect();
     assert_eq!(latest, ["third", "second"]);
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
-        }
-    };
 }
 
 on_both_databases!(

@@ -204,6 +204,15 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// `Ok` when a write touched at least one row, `NotFound` when the row did not exist.
+fn touched(done: sqlx::any::AnyQueryResult) -> StoreResult<()> {
+    if done.rows_affected() == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 /// 0/1 integer flag to bool (both backends store flags as integers).
 fn flag(v: i64) -> bool {
     v != 0

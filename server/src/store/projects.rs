@@ -2,7 +2,7 @@
 
 use sqlx::{any::AnyRow, AnyPool, Row};
 
-use super::{new_id, now_ms, StoreError, StoreResult};
+use super::{new_id, now_ms, touched, StoreError, StoreResult};
 
 /// A stored project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,16 +137,14 @@ impl<'a> Projects<'a> {
     /// # Errors
     /// `Conflict` when the name is taken; `NotFound` when the project is gone.
     pub async fn rename(&self, id: &str, name: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE projects SET name = $1, updated_at_ms = $2 WHERE id = $3")
-            .bind(name)
-            .bind(now_ms())
-            .bind(id)
-            .execute(self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched(
+            sqlx::query("UPDATE projects SET name = $1, updated_at_ms = $2 WHERE id = $3")
+                .bind(name)
+                .bind(now_ms())
+                .bind(id)
+                .execute(self.pool)
+                .await?,
+        )
     }
 
     /// Deletes a project and (by cascade) its memberships.
@@ -154,14 +152,12 @@ impl<'a> Projects<'a> {
     /// # Errors
     /// `NotFound` when the project is gone.
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM projects WHERE id = $1")
-            .bind(id)
-            .execute(self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched(
+            sqlx::query("DELETE FROM projects WHERE id = $1")
+                .bind(id)
+                .execute(self.pool)
+                .await?,
+        )
     }
 
     /// The role (`owner` / `member`) of `user_id` in the project, if a member.

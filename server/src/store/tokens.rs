@@ -2,7 +2,7 @@
 
 use sqlx::{any::AnyRow, AnyPool, Row};
 
-use super::{new_id, now_ms, StoreError, StoreResult};
+use super::{new_id, now_ms, touched, StoreResult};
 
 /// A stored token (without its secret, which is never stored).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,14 +107,12 @@ impl<'a> ApiTokens<'a> {
     /// # Errors
     /// `NotFound` when the user has no such token.
     pub async fn revoke(&self, user_id: &str, id: &str) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(user_id)
-            .execute(self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched(
+            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user_id)
+                .execute(self.pool)
+                .await?,
+        )
     }
 }

@@ -2,7 +2,7 @@
 
 use sqlx::{any::AnyRow, AnyPool, Row};
 
-use super::{flag, new_id, now_ms, StoreError, StoreResult};
+use super::{flag, new_id, now_ms, touched, StoreError, StoreResult};
 
 /// A stored user, including the secret parts the API never shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +150,7 @@ impl<'a> Users<'a> {
         password_hash: &str,
         must_change: bool,
     ) -> StoreResult<()> {
-        let done = sqlx::query(
+        touched(sqlx::query(
             "UPDATE users SET password_hash = $1, must_change_password = $2, updated_at_ms = $3 \
              WHERE id = $4",
         )
@@ -159,11 +159,7 @@ impl<'a> Users<'a> {
         .bind(now_ms())
         .bind(id)
         .execute(self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        .await?)
     }
 
     /// Removes the password (the account then signs in by SSO only) and clears the
@@ -172,18 +168,14 @@ impl<'a> Users<'a> {
     /// # Errors
     /// `NotFound` when no such user exists.
     pub async fn clear_password(&self, id: &str) -> StoreResult<()> {
-        let done = sqlx::query(
+        touched(sqlx::query(
             "UPDATE users SET password_hash = NULL, must_change_password = 0, updated_at_ms = $1 \
              WHERE id = $2",
         )
         .bind(now_ms())
         .bind(id)
         .execute(self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        .await?)
     }
 
     /// Links an existing user to an OIDC identity.
@@ -196,7 +188,7 @@ impl<'a> Users<'a> {
         issuer: &str,
         subject: &str,
     ) -> StoreResult<()> {
-        let done = sqlx::query(
+        touched(sqlx::query(
             "UPDATE users SET oidc_issuer = $1, oidc_subject = $2, updated_at_ms = $3 WHERE id = $4",
         )
         .bind(issuer)
@@ -204,11 +196,7 @@ impl<'a> Users<'a> {
         .bind(now_ms())
         .bind(id)
         .execute(self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        .await?)
     }
 
     /// Sets the platform role (`admin` / `customer`).
@@ -216,15 +204,13 @@ impl<'a> Users<'a> {
     /// # Errors
     /// `NotFound` for a missing user.
     pub async fn set_role(&self, id: &str, role: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET role = $1, updated_at_ms = $2 WHERE id = $3")
-            .bind(role)
-            .bind(now_ms())
-            .bind(id)
-            .execute(self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched(
+            sqlx::query("UPDATE users SET role = $1, updated_at_ms = $2 WHERE id = $3")
+                .bind(role)
+                .bind(now_ms())
+                .bind(id)
+                .execute(self.pool)
+                .await?,
+        )
     }
 }

@@ -270,3 +270,17 @@ impl Expect for Response {
         err
     }
 }
+
+/// Defines each listed `async fn NAME(db: Db)` as two tests, `sqlite::NAME` and
+/// `postgres::NAME`: the same checks against both backends.
+#[allow(unused_macros)] // not every test binary runs on both databases
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
+        }
+    };
+}
