@@ -64,6 +64,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/account") view=pages::AccountPage ssr=SsrMode::Async />
                 <Route path=path!("/admin") view=pages::AdminUsersPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/audit") view=pages::AdminAuditPage ssr=SsrMode::Async />
+                <Route path=path!("/admin/nodes") view=pages::AdminNodesPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

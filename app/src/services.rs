@@ -176,10 +176,36 @@ pub trait AdminService: Send + Sync {
     ) -> Result<Vec<AuditEventView>, ApiError>;
 }
 
+/// Regions, zones, nodes and plans. Plans are visible to every signed-in user (they choose
+/// one per deployment); everything else is for admins.
+#[async_trait]
+pub trait TopologyService: Send + Sync {
+    async fn list_plans(&self, ctx: &RequestContext) -> Result<Vec<PlanView>, ApiError>;
+    /// 409 `name_taken` for a used name.
+    async fn create_plan(&self, ctx: &RequestContext, spec: PlanSpec)
+        -> Result<PlanView, ApiError>;
+    /// 404 `plan_not_found`, 409 `name_taken`.
+    async fn update_plan(
+        &self,
+        ctx: &RequestContext,
+        id: &PlanId,
+        spec: PlanSpec,
+    ) -> Result<PlanView, ApiError>;
+    async fn list_nodes(&self, ctx: &RequestContext) -> Result<Vec<NodeView>, ApiError>;
+    /// Drains (`draining`), re-activates or marks a node down. 404 `node_not_found`.
+    async fn set_node_state(
+        &self,
+        ctx: &RequestContext,
+        id: &NodeId,
+        state: NodeState,
+    ) -> Result<NodeView, ApiError>;
+}
+
 /// The handles `server` provides to server functions (Leptos context) and REST handlers.
 #[derive(Clone)]
 pub struct Services {
     pub accounts: Arc<dyn AccountService>,
     pub projects: Arc<dyn ProjectService>,
     pub admin: Arc<dyn AdminService>,
+    pub topology: Arc<dyn TopologyService>,
 }

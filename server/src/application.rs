@@ -12,7 +12,11 @@ use crate::{
     auth::{bootstrap, FailureLimiter},
     config::{Config, Role},
     http::{self, AppState},
-    platform::{accounts::SignInLimits, AccountsService, AdminConsole, ProjectsService},
+    orchestrator::topology::register_local_node,
+    platform::{
+        accounts::SignInLimits, AccountsService, AdminConsole, ProjectsService, TopologyConsole,
+    },
+    runtime::Engine,
     store::Store,
 };
 
@@ -44,6 +48,8 @@ impl Application {
             .await
             .context("cannot create the first admin")?;
 
+        let engine = connect_local_engine(&store, &config).await;
+
         let limiter = Arc::new(FailureLimiter::new(Duration::from_secs(
             config.sign_in_window_secs,
         )));
@@ -67,6 +73,7 @@ impl Application {
             )),
             projects: Arc::new(ProjectsService::new(store.clone())),
             admin: Arc::new(AdminConsole::new(store.clone())),
+            topology: Arc::new(TopologyConsole::new(store.clone())),
         };
 
         let listener = TcpListener::bind(config.listen)
@@ -101,6 +108,7 @@ impl Application {
             config,
             leptos_options,
             oidc,
+            engine,
         };
         Ok(Self {
             listener,
@@ -162,6 +170,29 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Connects to the local engine and registers it as node `local`. Berth starts without it
+/// (the portal and API work; nothing can be deployed) and says why in the log.
+async fn connect_local_engine(store: &Store, config: &Config) -> Option<Arc<Engine>> {
+    let engine = match Engine::connect(&config.docker_host).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(docker_host = %config.docker_host, error = %e, "local Docker engine unreachable; node `local` not registered");
+            return None;
+        }
+    };
+    match register_local_node(store, &engine, i64::from(config.local_node_max_instances)).await {
+        Ok(node) => tracing::info!(
+            node.name = %node.name,
+            node.cpu_millicores = node.cpu_millicores,
+            node.memory_bytes = node.memory_bytes,
+            node.state = %node.state,
+            "local node registered"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot register the local node"),
+    }
+    Some(Arc::new(engine))
 }
 
 /// Deletes expired sessions and prunes the sign-in limiter every five minutes.

@@ -112,6 +112,11 @@ pub struct Config {
     pub sign_in_window_secs: u64,
     /// Seconds to wait for in-flight requests after SIGTERM. Default 10.
     pub shutdown_grace_secs: u64,
+    /// The local Docker engine, registered as node `local`. Default
+    /// `unix:///var/run/docker.sock`.
+    pub docker_host: String,
+    /// Most instances the local node runs. Default 100.
+    pub local_node_max_instances: u32,
     /// OpenID Connect provider; SSO is off when absent.
     pub oidc: Option<OidcConfig>,
 }
@@ -133,6 +138,8 @@ impl Default for Config {
             sign_in_max_failures_per_client: 20,
             sign_in_window_secs: 900,
             shutdown_grace_secs: 10,
+            docker_host: "unix:///var/run/docker.sock".into(),
+            local_node_max_instances: 100,
             oidc: None,
         }
     }
@@ -269,6 +276,15 @@ impl Config {
             });
         }
         self.public_url = self.public_url.trim_end_matches('/').to_owned();
+        if !self.docker_host.starts_with("unix://") {
+            return Err(ConfigError::Key {
+                key: "docker_host".into(),
+                message: format!(
+                    "'{}' is not supported for the local engine; use unix:///path/to/docker.sock",
+                    self.docker_host
+                ),
+            });
+        }
         if self.database_max_connections == 0 {
             return Err(ConfigError::Key {
                 key: "database_max_connections".into(),

@@ -7,7 +7,9 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod orchestrator;
 pub mod platform;
+pub mod runtime;
 pub mod store;
 pub mod telemetry;
 

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod projects;
+pub mod topology;
 
 #[cfg(feature = "ssr")]
 pub(crate) fn context(

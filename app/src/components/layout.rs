@@ -69,6 +69,7 @@ fn Frame(user: UserView, title: &'static str, children: Children) -> impl IntoVi
                     {nav_link("/projects", "Projects")}
                     {nav_link("/account", "Account")}
                     {is_admin.then(|| nav_link("/admin", "Users"))}
+                    {is_admin.then(|| nav_link("/admin/nodes", "Nodes & plans"))}
                     {is_admin.then(|| nav_link("/admin/audit", "Audit log"))}
                 </nav>
             </aside>

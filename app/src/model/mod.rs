@@ -43,6 +43,14 @@ id_type!(
     /// A personal API token's id (not the secret): a UUIDv7 string.
     ApiTokenId
 );
+id_type!(
+    /// A node's id.
+    NodeId
+);
+id_type!(
+    /// A plan's id (`plan-small` for the seeded ones, UUIDv7 for others).
+    PlanId
+);
 
 /// Platform-wide role of a user. `Admin` runs the platform and sees every project;
 /// `Customer` sees only the projects they are a member of.
@@ -244,4 +252,88 @@ pub struct SignInOptions {
     pub sso_enabled: bool,
     /// Label of the SSO button, e.g. the identity provider's name.
     pub sso_label: String,
+}
+
+/// Whether placement may use a node. `Draining` and `Down` nodes are never chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Active,
+    Draining,
+    Down,
+}
+
+impl NodeState {
+    /// The stored and displayed form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Draining => "draining",
+            Self::Down => "down",
+        }
+    }
+
+    /// Parses `active` / `draining` / `down`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "draining" => Some(Self::Draining),
+            "down" => Some(Self::Down),
+            _ => None,
+        }
+    }
+}
+
+/// A node (one Docker engine) with its capacity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NodeView {
+    pub id: NodeId,
+    pub name: String,
+    pub region: String,
+    pub availability_zone: String,
+    /// `unix:///var/run/docker.sock`, `tcp://host:port` or `ssh://user@host`.
+    pub endpoint: String,
+    /// Thousandths of a CPU core (`NCPU` × 1000 for a registered engine).
+    pub cpu_millicores: i64,
+    /// Bytes (`MemTotal`).
+    pub memory_bytes: i64,
+    pub max_instances: i64,
+    pub state: NodeState,
+    pub engine_version: Option<String>,
+    /// Unix epoch milliseconds of the last successful contact.
+    pub last_seen_at_ms: Option<i64>,
+}
+
+/// A plan: the resources one instance gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct PlanView {
+    pub id: PlanId,
+    pub name: String,
+    /// Thousandths of a CPU core (250 = a quarter core).
+    pub cpu_millicores: i64,
+    pub memory_bytes: i64,
+    pub storage_bytes: i64,
+}
+
+/// A plan to create, or the new values of one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct PlanSpec {
+    pub name: String,
+    /// 10–256000 (0.01–256 cores).
+    pub cpu_millicores: i64,
+    /// 6 MiB (Docker's minimum) to 1 TiB.
+    pub memory_bytes: i64,
+    /// 0 to 100 TiB.
+    pub storage_bytes: i64,
+}
+
+/// Request to change a node's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SetNodeState {
+    pub state: NodeState,
 }

@@ -36,6 +36,51 @@ pub fn validate_project_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Checks a plan: its name follows the same rules as project names, CPU is 10–256000
+/// millicores, memory 6 MiB (Docker's minimum, `docker run --memory`) to 1 TiB, storage
+/// 0–100 TiB.
+///
+/// # Errors
+/// `ApiError` 400 naming the field (`name`, `cpu_millicores`, `memory_bytes`,
+/// `storage_bytes`) and the accepted range.
+pub fn validate_plan(plan: &super::PlanSpec) -> Result<(), ApiError> {
+    validate_project_name(&plan.name)?;
+    const MIB: i64 = 1 << 20;
+    let checks = [
+        (
+            "cpu_millicores",
+            plan.cpu_millicores,
+            10,
+            256_000,
+            "10–256000 millicores (0.01–256 cores)",
+        ),
+        (
+            "memory_bytes",
+            plan.memory_bytes,
+            6 * MIB,
+            1 << 40,
+            "6 MiB to 1 TiB",
+        ),
+        (
+            "storage_bytes",
+            plan.storage_bytes,
+            0,
+            100 << 40,
+            "0 to 100 TiB",
+        ),
+    ];
+    for (field, value, min, max, accepted) in checks {
+        if !(min..=max).contains(&value) {
+            return Err(ApiError::invalid_field(
+                field,
+                "out_of_range",
+                format!("{value} is out of range for {field}; use {accepted}."),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks an email address enough to catch typos: one `@`, a non-empty local part, a domain
 /// with a dot and no spaces, at most 254 characters (RFC 5321 §4.5.3.1.3 path limit).
 /// Emails are compared lower-cased; callers normalise with [`normalize_email`].
@@ -128,6 +173,34 @@ mod tests {
             assert!(validate_email(bad).is_err(), "{bad} should be refused");
         }
         assert_eq!(normalize_email("  Ann@Example.COM "), "ann@example.com");
+    }
+
+    #[test]
+    fn plans_have_bounded_sizes() {
+        let ok = crate::model::PlanSpec {
+            name: "tiny".into(),
+            cpu_millicores: 100,
+            memory_bytes: 64 << 20,
+            storage_bytes: 0,
+        };
+        assert!(validate_plan(&ok).is_ok());
+        let e = validate_plan(&crate::model::PlanSpec {
+            memory_bytes: 1 << 20,
+            ..ok.clone()
+        })
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("memory_bytes"));
+        let e = validate_plan(&crate::model::PlanSpec {
+            cpu_millicores: 0,
+            ..ok.clone()
+        })
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("cpu_millicores"));
+        assert!(validate_plan(&crate::model::PlanSpec {
+            name: "Tiny".into(),
+            ..ok
+        })
+        .is_err());
     }
 
     #[test]

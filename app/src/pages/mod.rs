@@ -2,12 +2,14 @@
 
 mod account;
 mod admin;
+mod nodes;
 mod project;
 mod projects;
 mod sign_in;
 
 pub use account::AccountPage;
 pub use admin::{AdminAuditPage, AdminUsersPage};
+pub use nodes::AdminNodesPage;
 pub use project::ProjectPage;
 pub use projects::ProjectsPage;
 pub use sign_in::SignInPage;

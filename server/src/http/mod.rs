@@ -31,6 +31,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// The SSO provider, when `oidc` is configured.
     pub oidc: Option<Arc<crate::auth::oidc::OidcProvider>>,
+    /// The local Docker engine, when it answered at start-up.
+    pub engine: Option<Arc<crate::runtime::Engine>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

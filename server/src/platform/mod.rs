@@ -4,10 +4,12 @@
 pub mod accounts;
 mod admin;
 mod projects;
+mod topology;
 
 pub use accounts::AccountsService;
 pub use admin::AdminConsole;
 pub use projects::ProjectsService;
+pub use topology::TopologyConsole;
 
 use app::{
     model::{ApiError, AuditEventView, UserId, UserRole, UserView},

@@ -9,12 +9,14 @@ mod audit;
 mod projects;
 mod sessions;
 mod tokens;
+mod topology;
 mod users;
 
 pub use audit::{AuditEventRecord, AuditEvents, NewAuditEvent};
 pub use projects::{MemberRecord, ProjectRecord, Projects};
 pub use sessions::{SessionRepo, Sessions, USER_ID_KEY};
 pub use tokens::{ApiTokenRecord, ApiTokens};
+pub use topology::{NodeCapacity, NodeRecord, PlanRecord, Topology};
 pub use users::{NewUser, UserRecord, Users};
 
 use std::{str::FromStr, time::Duration};
@@ -188,6 +190,10 @@ impl Store {
 
     pub fn api_tokens(&self) -> ApiTokens<'_> {
         ApiTokens::new(&self.pool)
+    }
+
+    pub fn topology(&self) -> Topology<'_> {
+        Topology::new(&self.pool)
     }
 }
 

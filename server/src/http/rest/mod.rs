@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod openapi;
 mod projects;
+mod topology;
 
 use app::{
     model::{ApiError, ErrorEnvelope},
@@ -14,7 +15,7 @@ use axum::{
     extract::{rejection::JsonRejection, FromRequest},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
     Json, Router,
 };
 
@@ -85,6 +86,13 @@ pub fn router() -> Router<AppState> {
         )
         .route("/users", get(admin::list_users).post(admin::create_user))
         .route("/audit-events", get(admin::audit_events))
+        .route(
+            "/plans",
+            get(topology::list_plans).post(topology::create_plan),
+        )
+        .route("/plans/{id}", put(topology::update_plan))
+        .route("/nodes", get(topology::list_nodes))
+        .route("/nodes/{id}/state", put(topology::set_node_state))
         .fallback(|| async {
             RestError(ApiError::not_found(
                 "route_not_found",

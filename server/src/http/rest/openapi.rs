@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{account, admin, projects};
+use super::{account, admin, projects, topology};
 
 struct Security;
 
@@ -35,6 +35,8 @@ impl Modify for Security {
         projects::list, projects::create, projects::get_one, projects::rename, projects::remove,
         projects::members, projects::add_member, projects::remove_member,
         admin::list_users, admin::create_user, admin::audit_events,
+        topology::list_plans, topology::create_plan, topology::update_plan,
+        topology::list_nodes, topology::set_node_state,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),

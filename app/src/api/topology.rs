@@ -1,0 +1,89 @@
+//! Server functions for nodes and plans (the service checks who may do what).
+
+use leptos::prelude::*;
+
+use crate::model::*;
+
+/// Plans, smallest first.
+#[server(prefix = "/rpc", endpoint = "list_plans")]
+pub async fn list_plans() -> Result<Vec<PlanView>, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .topology
+        .list_plans(&ctx)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Parses a decimal form field in display units into an integer count of base units, e.g.
+/// "0.25" cores × 1000 = 250 millicores.
+#[cfg(feature = "ssr")]
+fn parse_scaled(field: &str, value: &str, scale: f64, unit: &str) -> Result<i64, ApiError> {
+    let v: f64 = value.trim().parse().map_err(|_| {
+        ApiError::invalid_field(
+            field,
+            "not_a_number",
+            format!("'{value}' is not a number of {unit}."),
+        )
+    })?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(ApiError::invalid_field(
+            field,
+            "not_a_number",
+            format!("'{value}' is not a number of {unit}."),
+        ));
+    }
+    // Rounded and clamped to the i64 range before the cast; validate_plan bounds it further.
+    Ok((v * scale).round().min(9.0e18) as i64)
+}
+
+/// Creates a plan from the form's display units: CPU cores, memory MiB, storage GiB.
+#[server(prefix = "/rpc", endpoint = "create_plan")]
+pub async fn create_plan(
+    name: String,
+    cpu_cores: String,
+    memory_mib: String,
+    storage_gib: String,
+) -> Result<PlanView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let spec = PlanSpec {
+        name,
+        cpu_millicores: parse_scaled("cpu_millicores", &cpu_cores, 1000.0, "cores")?,
+        memory_bytes: parse_scaled("memory_bytes", &memory_mib, 1048576.0, "MiB")?,
+        storage_bytes: parse_scaled("storage_bytes", &storage_gib, 1073741824.0, "GiB")?,
+    };
+    services
+        .topology
+        .create_plan(&ctx, spec)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Nodes with their capacity and state.
+#[server(prefix = "/rpc", endpoint = "list_nodes")]
+pub async fn list_nodes() -> Result<Vec<NodeView>, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .topology
+        .list_nodes(&ctx)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Sets a node's state: `active`, `draining` or `down`.
+#[server(prefix = "/rpc", endpoint = "set_node_state")]
+pub async fn set_node_state(id: NodeId, state: String) -> Result<NodeView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let state = NodeState::parse(&state).ok_or_else(|| {
+        ApiError::invalid_field(
+            "state",
+            "invalid_state",
+            format!("'{state}' is not a node state. Use active, draining or down."),
+        )
+    })?;
+    services
+        .topology
+        .set_node_state(&ctx, &id, state)
+        .await
+        .map_err(super::tag(&ctx))
+}

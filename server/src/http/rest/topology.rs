@@ -1,0 +1,99 @@
+//! `/api/v1/plans`, `/api/v1/nodes`.
+
+use app::model::*;
+use app::services::RequestContext;
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Extension, Json,
+};
+
+use super::{fail, ApiJson, RestResult};
+use crate::http::AppState;
+
+/// Plans (every signed-in user may list them).
+#[utoipa::path(get, path = "/api/v1/plans", tag = "topology",
+    responses((status = 200, body = [PlanView]), (status = 401, body = ErrorEnvelope)))]
+pub async fn list_plans(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> RestResult<Json<Vec<PlanView>>> {
+    state
+        .services
+        .topology
+        .list_plans(&ctx)
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// Creates a plan (admins).
+#[utoipa::path(post, path = "/api/v1/plans", tag = "topology", request_body = PlanSpec,
+    responses((status = 201, body = PlanView), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn create_plan(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    ApiJson(spec): ApiJson<PlanSpec>,
+) -> RestResult<(StatusCode, Json<PlanView>)> {
+    let plan = state
+        .services
+        .topology
+        .create_plan(&ctx, spec)
+        .await
+        .map_err(fail(&ctx))?;
+    Ok((StatusCode::CREATED, Json(plan)))
+}
+
+/// Replaces a plan's name and sizes (admins).
+#[utoipa::path(put, path = "/api/v1/plans/{id}", tag = "topology", request_body = PlanSpec,
+    params(("id" = String, Path, description = "plan id")),
+    responses((status = 200, body = PlanView), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn update_plan(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    ApiJson(spec): ApiJson<PlanSpec>,
+) -> RestResult<Json<PlanView>> {
+    state
+        .services
+        .topology
+        .update_plan(&ctx, &PlanId(id), spec)
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// Nodes with region, zone, capacity and state (admins).
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "topology",
+    responses((status = 200, body = [NodeView]), (status = 403, body = ErrorEnvelope)))]
+pub async fn list_nodes(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> RestResult<Json<Vec<NodeView>>> {
+    state
+        .services
+        .topology
+        .list_nodes(&ctx)
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// Drains, re-activates or marks a node down (admins).
+#[utoipa::path(put, path = "/api/v1/nodes/{id}/state", tag = "topology", request_body = SetNodeState,
+    params(("id" = String, Path, description = "node id")),
+    responses((status = 200, body = NodeView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn set_node_state(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SetNodeState>,
+) -> RestResult<Json<NodeView>> {
+    state
+        .services
+        .topology
+        .set_node_state(&ctx, &NodeId(id), req.state)
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}

@@ -1,0 +1,204 @@
+//! `TopologyService`: nodes and plans.
+
+use app::{
+    model::*,
+    services::{RequestContext, TopologyService},
+};
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::{audit, internal};
+use crate::store::{NodeRecord, PlanRecord, Store, StoreError};
+
+/// The topology service.
+pub struct TopologyConsole {
+    store: Store,
+}
+
+impl TopologyConsole {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+fn node_view(n: NodeRecord) -> NodeView {
+    NodeView {
+        id: NodeId(n.id),
+        name: n.name,
+        region: n.region,
+        availability_zone: n.availability_zone,
+        endpoint: n.endpoint,
+        cpu_millicores: n.cpu_millicores,
+        memory_bytes: n.memory_bytes,
+        max_instances: n.max_instances,
+        state: NodeState::parse(&n.state).unwrap_or(NodeState::Down),
+        engine_version: n.engine_version,
+        last_seen_at_ms: n.last_seen_at_ms,
+    }
+}
+
+fn plan_view(p: PlanRecord) -> PlanView {
+    PlanView {
+        id: PlanId(p.id),
+        name: p.name,
+        cpu_millicores: p.cpu_millicores,
+        memory_bytes: p.memory_bytes,
+        storage_bytes: p.storage_bytes,
+    }
+}
+
+fn plan_record(id: String, spec: &PlanSpec) -> PlanRecord {
+    PlanRecord {
+        id,
+        name: spec.name.trim().to_owned(),
+        cpu_millicores: spec.cpu_millicores,
+        memory_bytes: spec.memory_bytes,
+        storage_bytes: spec.storage_bytes,
+    }
+}
+
+fn plan_name_taken(name: &str) -> ApiError {
+    ApiError::conflict_field(
+        "name",
+        "name_taken",
+        format!("A plan named '{name}' exists already."),
+    )
+}
+
+#[async_trait]
+impl TopologyService for TopologyConsole {
+    async fn list_plans(&self, ctx: &RequestContext) -> Result<Vec<PlanView>, ApiError> {
+        ctx.user()?;
+        let plans = self
+            .store
+            .topology()
+            .plans()
+            .await
+            .map_err(internal("list plans"))?;
+        Ok(plans.into_iter().map(plan_view).collect())
+    }
+
+    async fn create_plan(
+        &self,
+        ctx: &RequestContext,
+        spec: PlanSpec,
+    ) -> Result<PlanView, ApiError> {
+        ctx.admin()?;
+        let spec = PlanSpec {
+            name: spec.name.trim().to_owned(),
+            ..spec
+        };
+        validate_plan(&spec)?;
+        let plan = match self
+            .store
+            .topology()
+            .create_plan(&plan_record(String::new(), &spec))
+            .await
+        {
+            Ok(p) => p,
+            Err(StoreError::Conflict(_)) => return Err(plan_name_taken(&spec.name)),
+            Err(e) => return Err(internal("create plan")(e)),
+        };
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "plan.create",
+            format!("plan:{}", plan.id),
+            json!(spec),
+        )
+        .await?;
+        Ok(plan_view(plan))
+    }
+
+    async fn update_plan(
+        &self,
+        ctx: &RequestContext,
+        id: &PlanId,
+        spec: PlanSpec,
+    ) -> Result<PlanView, ApiError> {
+        ctx.admin()?;
+        let spec = PlanSpec {
+            name: spec.name.trim().to_owned(),
+            ..spec
+        };
+        validate_plan(&spec)?;
+        let record = plan_record(id.0.clone(), &spec);
+        match self.store.topology().update_plan(&record).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => {
+                return Err(ApiError::not_found(
+                    "plan_not_found",
+                    "No plan with this id.",
+                ))
+            }
+            Err(StoreError::Conflict(_)) => return Err(plan_name_taken(&spec.name)),
+            Err(e) => return Err(internal("update plan")(e)),
+        }
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "plan.update",
+            format!("plan:{id}"),
+            json!(spec),
+        )
+        .await?;
+        Ok(plan_view(record))
+    }
+
+    async fn list_nodes(&self, ctx: &RequestContext) -> Result<Vec<NodeView>, ApiError> {
+        ctx.admin()?;
+        let nodes = self
+            .store
+            .topology()
+            .nodes()
+            .await
+            .map_err(internal("list nodes"))?;
+        Ok(nodes.into_iter().map(node_view).collect())
+    }
+
+    async fn set_node_state(
+        &self,
+        ctx: &RequestContext,
+        id: &NodeId,
+        state: NodeState,
+    ) -> Result<NodeView, ApiError> {
+        ctx.admin()?;
+        match self
+            .store
+            .topology()
+            .set_node_state(&id.0, state.as_str())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => {
+                return Err(ApiError::not_found(
+                    "node_not_found",
+                    "No node with this id.",
+                ))
+            }
+            Err(e) => return Err(internal("set node state")(e)),
+        }
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "node.set_state",
+            format!("node:{id}"),
+            json!({"state": state.as_str()}),
+        )
+        .await?;
+        let nodes = self
+            .store
+            .topology()
+            .nodes()
+            .await
+            .map_err(internal("list nodes"))?;
+        nodes
+            .into_iter()
+            .find(|n| n.id == id.0)
+            .map(node_view)
+            .ok_or_else(|| ApiError::not_found("node_not_found", "No node with this id."))
+    }
+}
