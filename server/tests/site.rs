@@ -13,31 +13,15 @@ async fn start() -> (TestApp, TestDb) {
     (app, tdb)
 }
 
-async fn html(b: &Browser, path: &str) -> (StatusCode, Option<String>, String) {
-    let r = b
-        .http
-        .get(b.url(path))
-        .header(header::ACCEPT, "text/html")
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let location = r
-        .headers()
-        .get(header::LOCATION)
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, location, r.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn pages_render_on_the_server_and_redirect_anonymous_users() {
     let (app, _db) = start().await;
     let anon = app.client();
-    let (status, location, _) = html(&anon, "/projects").await;
+    let (status, location, _) = anon.html("/projects").await;
     assert_eq!(status, StatusCode::FOUND);
     assert_eq!(location.as_deref(), Some("/sign-in"));
 
-    let (status, _, body) = html(&anon, "/sign-in").await;
+    let (status, _, body) = anon.html("/sign-in").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body.contains(r#"<form action="/rpc/sign_in" method="post""#),
@@ -55,19 +39,19 @@ async fn pages_render_on_the_server_and_redirect_anonymous_users() {
         .await
         .expect_status(StatusCode::CREATED)
         .await;
-    let (status, _, body) = html(&admin, "/projects").await;
+    let (status, _, body) = admin.html("/projects").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body.contains(">rendered</a>"),
         "projects list is in the HTML: {body}"
     );
-    let (_, _, body) = html(&admin, "/admin/audit").await;
+    let (_, _, body) = admin.html("/admin/audit").await;
     assert!(
         body.contains("project.create"),
         "audit log page lists events"
     );
 
-    let (status, _, body) = html(&admin, "/no/such/page").await;
+    let (status, _, body) = admin.html("/no/such/page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("Page not found"));
 
@@ -120,7 +104,7 @@ async fn forms_work_without_javascript() {
 
     let r = post("no-js").await.unwrap();
     assert_eq!(r.status(), StatusCode::FOUND);
-    let (_, _, page) = html(&admin, "/projects").await;
+    let (_, _, page) = admin.html("/projects").await;
     assert!(page.contains(">no-js</a>"), "created without JavaScript");
     app.stop().await;
 }

@@ -44,16 +44,7 @@ async fn local_engine_registers_as_a_node(db: Db) {
         .as_str()
         .is_some_and(|v| !v.is_empty()));
     let id = node["id"].as_str().unwrap().to_owned();
-    let page = admin
-        .http
-        .get(admin.url("/admin/nodes"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, _, page) = admin.html("/admin/nodes").await;
     assert!(
         page.contains(r#"<td class="py-2 font-medium">local</td>"#),
         "node listed: {page}"
@@ -168,6 +159,52 @@ async fn plans_are_seeded_and_managed_by_admins(db: Db) {
     assert_eq!(updated["cpu_millicores"], 6000);
     let plans = ann.get("/api/v1/plans").await.expect_ok().await;
     assert_eq!(plans.as_array().unwrap().len(), 4);
+
+    // The portal's form takes display units and names its own fields in errors.
+    let err = admin
+        .rpc(
+            "create_plan",
+            &[
+                ("name", "form"),
+                ("cpu_cores", "0.5"),
+                ("memory_mib", "1"),
+                ("storage_gib", "1"),
+            ],
+        )
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "out_of_range")
+        .await;
+    assert_eq!(err["field"], "memory_mib");
+    let err = admin
+        .rpc(
+            "create_plan",
+            &[
+                ("name", "form"),
+                ("cpu_cores", "lots"),
+                ("memory_mib", "512"),
+                ("storage_gib", "1"),
+            ],
+        )
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "not_a_number")
+        .await;
+    assert_eq!(err["field"], "cpu_cores");
+    let made = admin
+        .rpc(
+            "create_plan",
+            &[
+                ("name", "form"),
+                ("cpu_cores", "0.5"),
+                ("memory_mib", "512"),
+                ("storage_gib", "1.5"),
+            ],
+        )
+        .await
+        .expect_ok()
+        .await;
+    assert_eq!(made["cpu_millicores"], 500);
+    assert_eq!(made["memory_bytes"], 512_i64 << 20);
+    assert_eq!(made["storage_bytes"], 1536_i64 << 20);
     let audit = admin.get("/api/v1/audit-events").await.expect_ok().await;
     assert!(audit.to_string().contains("plan.update"));
     app.stop().await;

@@ -86,15 +86,19 @@ pub async fn create_token(name: String, expires_in_days: String) -> Result<NewAp
     let (services, ctx) = super::context()?;
     let expires_in_days = match expires_in_days.trim() {
         "" => None,
-        s => Some(s.parse::<u32>().map_err(|_| {
-            ApiError::invalid_field(
-                "expires_in_days",
-                "invalid_expiry",
-                format!(
+        s => Some(
+            s.parse::<u32>()
+                .map_err(|_| {
+                    ApiError::invalid_field(
+                        "expires_in_days",
+                        "invalid_expiry",
+                        format!(
                     "'{s}' is not a number of days. Leave it empty for no expiry, or use 1–3650."
                 ),
-            )
-        })?),
+                    )
+                })
+                .map_err(super::tag(&ctx))?,
+        ),
     };
     services
         .accounts

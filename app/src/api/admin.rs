@@ -24,13 +24,15 @@ pub async fn create_user(
     password: String,
 ) -> Result<UserView, ApiError> {
     let (services, ctx) = super::context()?;
-    let role = UserRole::parse(&role).ok_or_else(|| {
-        ApiError::invalid_field(
-            "role",
-            "invalid_role",
-            format!("'{role}' is not a user role. Use 'admin' or 'customer'."),
-        )
-    })?;
+    let role = UserRole::parse(&role)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "role",
+                "invalid_role",
+                format!("'{role}' is not a user role. Use 'admin' or 'customer'."),
+            )
+        })
+        .map_err(super::tag(&ctx))?;
     services
         .admin
         .create_user(

@@ -80,13 +80,15 @@ pub async fn add_member(
     role: String,
 ) -> Result<MemberView, ApiError> {
     let (services, ctx) = super::context()?;
-    let role = MemberRole::parse(&role).ok_or_else(|| {
-        ApiError::invalid_field(
-            "role",
-            "invalid_role",
-            format!("'{role}' is not a member role. Use 'owner' or 'member'."),
-        )
-    })?;
+    let role = MemberRole::parse(&role)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "role",
+                "invalid_role",
+                format!("'{role}' is not a member role. Use 'owner' or 'member'."),
+            )
+        })
+        .map_err(super::tag(&ctx))?;
     services
         .projects
         .add_member(&ctx, &id, crate::model::AddMember { email, role })

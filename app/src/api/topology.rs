@@ -48,14 +48,30 @@ pub async fn create_plan(
     let (services, ctx) = super::context()?;
     let spec = PlanSpec {
         name,
-        cpu_millicores: parse_scaled("cpu_millicores", &cpu_cores, 1000.0, "cores")?,
-        memory_bytes: parse_scaled("memory_bytes", &memory_mib, 1048576.0, "MiB")?,
-        storage_bytes: parse_scaled("storage_bytes", &storage_gib, 1073741824.0, "GiB")?,
+        cpu_millicores: parse_scaled("cpu_cores", &cpu_cores, 1000.0, "cores")
+            .map_err(super::tag(&ctx))?,
+        memory_bytes: parse_scaled("memory_mib", &memory_mib, 1048576.0, "MiB")
+            .map_err(super::tag(&ctx))?,
+        storage_bytes: parse_scaled("storage_gib", &storage_gib, 1073741824.0, "GiB")
+            .map_err(super::tag(&ctx))?,
     };
     services
         .topology
         .create_plan(&ctx, spec)
         .await
+        // The service names the API's fields; the form has its own, in display units.
+        .map_err(|mut e| {
+            e.field = e.field.map(|f| {
+                match f.as_str() {
+                    "cpu_millicores" => "cpu_cores",
+                    "memory_bytes" => "memory_mib",
+                    "storage_bytes" => "storage_gib",
+                    other => other,
+                }
+                .to_owned()
+            });
+            e
+        })
         .map_err(super::tag(&ctx))
 }
 
@@ -74,13 +90,15 @@ pub async fn list_nodes() -> Result<Vec<NodeView>, ApiError> {
 #[server(prefix = "/rpc", endpoint = "set_node_state")]
 pub async fn set_node_state(id: NodeId, state: String) -> Result<NodeView, ApiError> {
     let (services, ctx) = super::context()?;
-    let state = NodeState::parse(&state).ok_or_else(|| {
-        ApiError::invalid_field(
-            "state",
-            "invalid_state",
-            format!("'{state}' is not a node state. Use active, draining or down."),
-        )
-    })?;
+    let state = NodeState::parse(&state)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "state",
+                "invalid_state",
+                format!("'{state}' is not a node state. Use active, draining or down."),
+            )
+        })
+        .map_err(super::tag(&ctx))?;
     services
         .topology
         .set_node_state(&ctx, &id, state)

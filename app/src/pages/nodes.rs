@@ -135,9 +135,9 @@ fn PlansCard() -> impl IntoView {
             </Transition>
             <ActionForm action=create attr:class="mt-4 grid gap-3 md:grid-cols-5 md:items-start" attr:id="create-plan-form">
                 <Field label="Name" name="name" placeholder="xl" required=true error=error />
-                <Field label="CPU cores" name="cpu_cores" placeholder="4" required=true error=Signal::derive(move || error.get().map(|mut e| { if e.field.as_deref() == Some("cpu_millicores") { e.field = Some("cpu_cores".into()); } e })) />
-                <Field label="Memory (MiB)" name="memory_mib" placeholder="8192" required=true error=Signal::derive(move || error.get().map(|mut e| { if e.field.as_deref() == Some("memory_bytes") { e.field = Some("memory_mib".into()); } e })) />
-                <Field label="Storage (GiB)" name="storage_gib" placeholder="80" required=true error=Signal::derive(move || error.get().map(|mut e| { if e.field.as_deref() == Some("storage_bytes") { e.field = Some("storage_gib".into()); } e })) />
+                <Field label="CPU cores" name="cpu_cores" placeholder="4" required=true error=error />
+                <Field label="Memory (MiB)" name="memory_mib" placeholder="8192" required=true error=error />
+                <Field label="Storage (GiB)" name="storage_gib" placeholder="80" required=true error=error />
                 <div class="md:pt-6"><Submit label="Create plan" /></div>
             </ActionForm>
             <FormError error=error />

@@ -47,14 +47,29 @@ fn plan_view(p: PlanRecord) -> PlanView {
     }
 }
 
-fn plan_record(id: String, spec: &PlanSpec) -> PlanRecord {
-    PlanRecord {
-        id,
+/// Trims the name and validates the sizes; the record carries `id` (empty for a new plan).
+fn checked_plan(id: String, spec: PlanSpec) -> Result<PlanRecord, ApiError> {
+    let spec = PlanSpec {
         name: spec.name.trim().to_owned(),
+        ..spec
+    };
+    validate_plan(&spec)?;
+    Ok(PlanRecord {
+        id,
+        name: spec.name,
         cpu_millicores: spec.cpu_millicores,
         memory_bytes: spec.memory_bytes,
         storage_bytes: spec.storage_bytes,
-    }
+    })
+}
+
+/// The audit detail of a plan change: its name and sizes.
+fn plan_detail(p: &PlanRecord) -> serde_json::Value {
+    json!({"name": p.name, "cpu_millicores": p.cpu_millicores, "memory_bytes": p.memory_bytes, "storage_bytes": p.storage_bytes})
+}
+
+fn node_not_found() -> ApiError {
+    ApiError::not_found("node_not_found", "No node with this id.")
 }
 
 fn plan_name_taken(name: &str) -> ApiError {
@@ -84,19 +99,10 @@ impl TopologyService for TopologyConsole {
         spec: PlanSpec,
     ) -> Result<PlanView, ApiError> {
         ctx.admin()?;
-        let spec = PlanSpec {
-            name: spec.name.trim().to_owned(),
-            ..spec
-        };
-        validate_plan(&spec)?;
-        let plan = match self
-            .store
-            .topology()
-            .create_plan(&plan_record(String::new(), &spec))
-            .await
-        {
+        let record = checked_plan(String::new(), spec)?;
+        let plan = match self.store.topology().create_plan(&record).await {
             Ok(p) => p,
-            Err(StoreError::Conflict(_)) => return Err(plan_name_taken(&spec.name)),
+            Err(StoreError::Conflict(_)) => return Err(plan_name_taken(&record.name)),
             Err(e) => return Err(internal("create plan")(e)),
         };
         audit(
@@ -105,7 +111,7 @@ impl TopologyService for TopologyConsole {
             None,
             "plan.create",
             format!("plan:{}", plan.id),
-            json!(spec),
+            plan_detail(&plan),
         )
         .await?;
         Ok(plan_view(plan))
@@ -118,12 +124,7 @@ impl TopologyService for TopologyConsole {
         spec: PlanSpec,
     ) -> Result<PlanView, ApiError> {
         ctx.admin()?;
-        let spec = PlanSpec {
-            name: spec.name.trim().to_owned(),
-            ..spec
-        };
-        validate_plan(&spec)?;
-        let record = plan_record(id.0.clone(), &spec);
+        let record = checked_plan(id.0.clone(), spec)?;
         match self.store.topology().update_plan(&record).await {
             Ok(()) => {}
             Err(StoreError::NotFound) => {
@@ -132,7 +133,7 @@ impl TopologyService for TopologyConsole {
                     "No plan with this id.",
                 ))
             }
-            Err(StoreError::Conflict(_)) => return Err(plan_name_taken(&spec.name)),
+            Err(StoreError::Conflict(_)) => return Err(plan_name_taken(&record.name)),
             Err(e) => return Err(internal("update plan")(e)),
         }
         audit(
@@ -141,7 +142,7 @@ impl TopologyService for TopologyConsole {
             None,
             "plan.update",
             format!("plan:{id}"),
-            json!(spec),
+            plan_detail(&record),
         )
         .await?;
         Ok(plan_view(record))
@@ -172,12 +173,7 @@ impl TopologyService for TopologyConsole {
             .await
         {
             Ok(()) => {}
-            Err(StoreError::NotFound) => {
-                return Err(ApiError::not_found(
-                    "node_not_found",
-                    "No node with this id.",
-                ))
-            }
+            Err(StoreError::NotFound) => return Err(node_not_found()),
             Err(e) => return Err(internal("set node state")(e)),
         }
         audit(
@@ -189,16 +185,12 @@ impl TopologyService for TopologyConsole {
             json!({"state": state.as_str()}),
         )
         .await?;
-        let nodes = self
-            .store
+        self.store
             .topology()
-            .nodes()
+            .node_by_id(&id.0)
             .await
-            .map_err(internal("list nodes"))?;
-        nodes
-            .into_iter()
-            .find(|n| n.id == id.0)
+            .map_err(internal("load node"))?
             .map(node_view)
-            .ok_or_else(|| ApiError::not_found("node_not_found", "No node with this id."))
+            .ok_or_else(node_not_found)
     }
 }

@@ -162,6 +162,15 @@ impl<'a> Topology<'a> {
         Ok(row.as_ref().map(node_from_row).transpose()?)
     }
 
+    /// The node with this id, if any.
+    pub async fn node_by_id(&self, id: &str) -> StoreResult<Option<NodeRecord>> {
+        let row = sqlx::query(&format!("{NODE_SELECT} WHERE n.id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool)
+            .await?;
+        Ok(row.as_ref().map(node_from_row).transpose()?)
+    }
+
     /// Every node, by region, zone and name.
     pub async fn nodes(&self) -> StoreResult<Vec<NodeRecord>> {
         let rows = sqlx::query(&format!("{NODE_SELECT} ORDER BY r.name, z.name, n.name"))

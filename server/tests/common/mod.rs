@@ -197,6 +197,23 @@ impl Browser {
         .await;
     }
 
+    /// GETs a page as a browser does (`Accept: text/html`): status, `Location`, body.
+    pub async fn html(&self, path: &str) -> (StatusCode, Option<String>, String) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .header(header::ACCEPT, "text/html")
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let location = r
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, location, r.text().await.unwrap())
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.http.get(self.url(path)).send().await.unwrap()
     }
