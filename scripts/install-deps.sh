@@ -12,7 +12,7 @@ sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 packages=(gcc pkg-config)
 if [[ $want_test -eq 1 ]]; then
-  packages+=(postgresql chromium chromium-driver python3-venv curl)
+  packages+=(postgresql chromium chromium-driver python3-venv curl busybox-static)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -201,6 +201,48 @@ pub trait TopologyService: Send + Sync {
     ) -> Result<NodeView, ApiError>;
 }
 
+/// Deployments of a project and their lifecycle. Members of the project (and admins) may use
+/// every operation; anyone else gets 404 `project_not_found` / `deployment_not_found`.
+#[async_trait]
+pub trait DeploymentService: Send + Sync {
+    /// The project's deployments by name.
+    async fn list_deployments(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+    ) -> Result<Vec<DeploymentView>, ApiError>;
+    /// Validates, records the deployment and its first release, and queues the rollout.
+    /// 400 naming the field; 409 `name_taken` / `volume_taken`; 404 `plan_not_found`.
+    async fn create_deployment(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+        req: CreateDeployment,
+    ) -> Result<DeploymentDetail, ApiError>;
+    /// The deployment with releases, instances and recent jobs.
+    async fn get_deployment(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+    ) -> Result<DeploymentDetail, ApiError>;
+    /// Queues a lifecycle action; the answer is the queued job.
+    async fn act(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+        action: DeploymentAction,
+    ) -> Result<JobView, ApiError>;
+    /// One job of a deployment the caller may see. 404 `job_not_found`.
+    async fn get_job(&self, ctx: &RequestContext, id: &JobId) -> Result<JobView, ApiError>;
+    /// The last `tail` lines (at most 5000) of every instance's output, oldest first.
+    async fn instance_logs(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+        tail: u32,
+    ) -> Result<Vec<LogLine>, ApiError>;
+}
+
 /// The handles `server` provides to server functions (Leptos context) and REST handlers.
 #[derive(Clone)]
 pub struct Services {
@@ -208,4 +250,5 @@ pub struct Services {
     pub projects: Arc<dyn ProjectService>,
     pub admin: Arc<dyn AdminService>,
     pub topology: Arc<dyn TopologyService>,
+    pub deployments: Arc<dyn DeploymentService>,
 }

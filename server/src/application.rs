@@ -12,12 +12,15 @@ use crate::{
     auth::{bootstrap, FailureLimiter},
     config::{Config, Role},
     http::{self, AppState},
-    orchestrator::topology::register_local_node,
+    jobs::Workers,
+    orchestrator::{reconciler::Reconciler, topology::register_local_node, Orchestrator},
     platform::{
-        accounts::SignInLimits, AccountsService, AdminConsole, ProjectsService, TopologyConsole,
+        accounts::SignInLimits, AccountsService, AdminConsole, DeploymentsService, ProjectsService,
+        TopologyConsole,
     },
     runtime::Engine,
-    store::Store,
+    secrets::SecretBox,
+    store::{Backend, Store},
 };
 
 /// A built, bound, not yet serving Berth.
@@ -27,6 +30,7 @@ pub struct Application {
     /// Set when this start created the first admin; print it once.
     pub first_admin: Option<bootstrap::GeneratedCredentials>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    reconciler: Arc<Reconciler>,
 }
 
 impl Application {
@@ -48,7 +52,27 @@ impl Application {
             .await
             .context("cannot create the first admin")?;
 
-        let engine = connect_local_engine(&store, &config).await;
+        let secrets = SecretBox::from_config_or_file(
+            config.secret_key.as_deref(),
+            &config.data_dir.join("secret.key"),
+        )
+        .context("cannot load the secret key")?;
+        let installation = store
+            .deployments()
+            .installation_id()
+            .await
+            .context("cannot read the installation id")?;
+        let orchestrator = Arc::new(Orchestrator::new(
+            store.clone(),
+            secrets.clone(),
+            installation,
+            config.docker_labels.clone(),
+        ));
+        if let Some((node_id, engine)) = connect_local_engine(&store, &config).await {
+            orchestrator.attach_engine(&node_id, engine);
+        }
+        let workers = Arc::new(Workers::new(store.clone(), orchestrator.clone()));
+        let reconciler = Arc::new(Reconciler::new(orchestrator.clone()));
 
         let limiter = Arc::new(FailureLimiter::new(Duration::from_secs(
             config.sign_in_window_secs,
@@ -74,6 +98,12 @@ impl Application {
             projects: Arc::new(ProjectsService::new(store.clone())),
             admin: Arc::new(AdminConsole::new(store.clone())),
             topology: Arc::new(TopologyConsole::new(store.clone())),
+            deployments: Arc::new(DeploymentsService::new(
+                store.clone(),
+                secrets,
+                orchestrator.clone(),
+                workers.waker(),
+            )),
         };
 
         let listener = TcpListener::bind(config.listen)
@@ -94,6 +124,15 @@ impl Application {
         let mut tasks = Vec::new();
         if config.has_role(Role::Scheduler) {
             tasks.push(tokio::spawn(housekeeping(store.clone(), limiter)));
+            let sole_controller = store.backend() == Backend::Sqlite;
+            tasks.push(tokio::spawn(
+                workers.clone().run(config.job_workers, sole_controller),
+            ));
+            tasks.push(tokio::spawn(
+                reconciler
+                    .clone()
+                    .run(Duration::from_secs(config.reconcile_interval_secs)),
+            ));
         }
         let oidc = match &config.oidc {
             Some(c) => Some(
@@ -108,13 +147,14 @@ impl Application {
             config,
             leptos_options,
             oidc,
-            engine,
+            orchestrator,
         };
         Ok(Self {
             listener,
             state,
             first_admin,
             tasks,
+            reconciler,
         })
     }
 
@@ -128,6 +168,11 @@ impl Application {
     /// The store (tests inspect it).
     pub fn store(&self) -> Store {
         self.state.store.clone()
+    }
+
+    /// The reconciler (tests and the bench run resyncs directly).
+    pub fn reconciler(&self) -> Arc<Reconciler> {
+        self.reconciler.clone()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, gives in-flight requests
@@ -172,9 +217,10 @@ impl Application {
     }
 }
 
-/// Connects to the local engine and registers it as node `local`. Berth starts without it
-/// (the portal and API work; nothing can be deployed) and says why in the log.
-async fn connect_local_engine(store: &Store, config: &Config) -> Option<Arc<Engine>> {
+/// Connects to the local engine and registers it as node `local`; returns the node id and
+/// the connection. Berth starts without it (the portal and API work; deploy jobs fail naming
+/// the unreachable node) and says why in the log.
+async fn connect_local_engine(store: &Store, config: &Config) -> Option<(String, Arc<Engine>)> {
     let engine = match Engine::connect(&config.docker_host).await {
         Ok(e) => e,
         Err(e) => {
@@ -183,16 +229,21 @@ async fn connect_local_engine(store: &Store, config: &Config) -> Option<Arc<Engi
         }
     };
     match register_local_node(store, &engine, i64::from(config.local_node_max_instances)).await {
-        Ok(node) => tracing::info!(
-            node.name = %node.name,
-            node.cpu_millicores = node.cpu_millicores,
-            node.memory_bytes = node.memory_bytes,
-            node.state = %node.state,
-            "local node registered"
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot register the local node"),
+        Ok(node) => {
+            tracing::info!(
+                node.name = %node.name,
+                node.cpu_millicores = node.cpu_millicores,
+                node.memory_bytes = node.memory_bytes,
+                node.state = %node.state,
+                "local node registered"
+            );
+            Some((node.id, Arc::new(engine)))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot register the local node");
+            None
+        }
     }
-    Some(Arc::new(engine))
 }
 
 /// Deletes expired sessions and prunes the sign-in limiter every five minutes.

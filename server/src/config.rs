@@ -119,6 +119,17 @@ pub struct Config {
     pub local_node_max_instances: u32,
     /// OpenID Connect provider; SSO is off when absent.
     pub oidc: Option<OidcConfig>,
+    /// Key that encrypts secrets at rest (secret env values): 32 random bytes, base64.
+    /// Default: read from `<data_dir>/secret.key`, created on first start. Required with
+    /// PostgreSQL, where every controller must share it. Use `BERTH_SECRET_KEY_FILE`.
+    pub secret_key: Option<String>,
+    /// Extra labels put on every container, network and volume Berth creates (for example to
+    /// tell installations or test runs apart). Default none.
+    pub docker_labels: std::collections::BTreeMap<String, String>,
+    /// Seconds between full resyncs of the reconciler (Docker events act at once). Default 60.
+    pub reconcile_interval_secs: u64,
+    /// Jobs (deploys, scaling, ...) run at the same time by this process. Default 4.
+    pub job_workers: u32,
 }
 
 impl Default for Config {
@@ -141,6 +152,10 @@ impl Default for Config {
             docker_host: "unix:///var/run/docker.sock".into(),
             local_node_max_instances: 100,
             oidc: None,
+            secret_key: None,
+            docker_labels: std::collections::BTreeMap::new(),
+            reconcile_interval_secs: 60,
+            job_workers: 4,
         }
     }
 }
@@ -297,6 +312,23 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        if backend == crate::store::Backend::Postgres && self.secret_key.is_none() {
+            return Err(ConfigError::Key {
+                key: "secret_key".into(),
+                message: "with PostgreSQL every controller must share one key: set BERTH_SECRET_KEY_FILE to a file holding 32 random bytes in base64 (openssl rand -base64 32)".into(),
+            });
+        }
+        if self.reconcile_interval_secs == 0 || self.job_workers == 0 {
+            return Err(ConfigError::Key {
+                key: if self.job_workers == 0 {
+                    "job_workers"
+                } else {
+                    "reconcile_interval_secs"
+                }
+                .into(),
+                message: "must be at least 1".into(),
+            });
+        }
         if let Some(oidc) = &self.oidc {
             if !(oidc.issuer_url.starts_with("https://") || oidc.issuer_url.starts_with("http://"))
             {
@@ -345,7 +377,7 @@ fn unknown_keys(figment: &Figment) -> Vec<String> {
     };
     given
         .keys()
-        .filter(|k| !known.contains_key(*k) && *k != "oidc")
+        .filter(|k| !known.contains_key(*k) && *k != "oidc" && *k != "secret_key")
         .cloned()
         .collect()
 }
@@ -425,11 +457,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("`roles`"), "{e}");
+        let e = Config::load_from(
+            None,
+            env(&[
+                ("BERTH_DATABASE_URL", "postgres://berth@127.0.0.1/berth"),
+                ("BERTH_ROLES", "api"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`secret_key`"), "{e}");
         let c = Config::load_from(
             None,
             env(&[
                 ("BERTH_DATABASE_URL", "postgres://berth@127.0.0.1/berth"),
                 ("BERTH_ROLES", "api"),
+                (
+                    "BERTH_SECRET_KEY",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                ),
             ]),
         )
         .unwrap();

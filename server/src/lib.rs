@@ -7,9 +7,11 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod jobs;
 pub mod orchestrator;
 pub mod platform;
 pub mod runtime;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 

@@ -52,6 +52,13 @@ id_type!(
     PlanId
 );
 
+mod deployment;
+mod deployment_form;
+mod validate_spec;
+pub use deployment::*;
+pub use deployment_form::DeploymentForm;
+pub use validate_spec::*;
+
 /// Platform-wide role of a user. `Admin` runs the platform and sees every project;
 /// `Customer` sees only the projects they are a member of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,9 +12,18 @@ pub const PROJECT_NAME_MAX: usize = 30;
 /// # Errors
 /// `ApiError` 400 `invalid_name` on field `name`, saying what was wrong and what is accepted.
 pub fn validate_project_name(name: &str) -> Result<(), ApiError> {
+    validate_dns_label("name", name)
+}
+
+/// Checks the value of form field `field` against the rules of [`validate_project_name`]
+/// (used for project, deployment, plan and volume names).
+///
+/// # Errors
+/// `ApiError` 400 `invalid_name` on `field`.
+pub fn validate_dns_label(field: &str, name: &str) -> Result<(), ApiError> {
     let accepted = "Use 1–30 characters: lower-case letters a–z, digits and '-', not starting or ending with '-'.";
     let err =
-        |what: &str| ApiError::invalid_field("name", "invalid_name", format!("{what} {accepted}"));
+        |what: &str| ApiError::invalid_field(field, "invalid_name", format!("{what} {accepted}"));
     if name.is_empty() {
         return Err(err("The name is empty."));
     }

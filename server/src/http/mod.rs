@@ -31,8 +31,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// The SSO provider, when `oidc` is configured.
     pub oidc: Option<Arc<crate::auth::oidc::OidcProvider>>,
-    /// The local Docker engine, when it answered at start-up.
-    pub engine: Option<Arc<crate::runtime::Engine>>,
+    /// Placement, rollouts and the node connections (for logs).
+    pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -3,11 +3,14 @@
 
 pub mod accounts;
 mod admin;
+mod deployment_views;
+pub mod deployments;
 mod projects;
 mod topology;
 
 pub use accounts::AccountsService;
 pub use admin::AdminConsole;
+pub use deployments::DeploymentsService;
 pub use projects::ProjectsService;
 pub use topology::TopologyConsole;
 

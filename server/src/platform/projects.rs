@@ -54,10 +54,10 @@ fn member_view(m: MemberRecord) -> MemberView {
 }
 
 /// What the caller may do with one project.
-struct Access {
-    project: ProjectRecord,
-    role: Option<MemberRole>,
-    is_admin: bool,
+pub(super) struct Access {
+    pub project: ProjectRecord,
+    pub role: Option<MemberRole>,
+    pub is_admin: bool,
 }
 
 impl Access {
@@ -81,30 +81,39 @@ impl ProjectsService {
         Self { store }
     }
 
-    /// Loads the project and the caller's standing in it; 404 unless admin or member.
     async fn access(&self, ctx: &RequestContext, id: &ProjectId) -> Result<Access, ApiError> {
-        let user = ctx.user()?;
-        let projects = self.store.projects();
-        let project = projects
-            .by_id(&id.0)
-            .await
-            .map_err(internal("load project"))?
-            .ok_or_else(project_not_found)?;
-        let role = projects
-            .member_role(&id.0, &user.id.0)
-            .await
-            .map_err(internal("load membership"))?
-            .and_then(|r| MemberRole::parse(&r));
-        let is_admin = user.role == UserRole::Admin;
-        if role.is_none() && !is_admin {
-            return Err(project_not_found());
-        }
-        Ok(Access {
-            project,
-            role,
-            is_admin,
-        })
+        project_access(&self.store, ctx, id).await
     }
+}
+
+/// Loads the project and the caller's standing in it: deny by default, 404
+/// `project_not_found` unless the caller is an admin or a member (ids cannot be probed).
+pub(super) async fn project_access(
+    store: &Store,
+    ctx: &RequestContext,
+    id: &ProjectId,
+) -> Result<Access, ApiError> {
+    let user = ctx.user()?;
+    let projects = store.projects();
+    let project = projects
+        .by_id(&id.0)
+        .await
+        .map_err(internal("load project"))?
+        .ok_or_else(project_not_found)?;
+    let role = projects
+        .member_role(&id.0, &user.id.0)
+        .await
+        .map_err(internal("load membership"))?
+        .and_then(|r| MemberRole::parse(&r));
+    let is_admin = user.role == UserRole::Admin;
+    if role.is_none() && !is_admin {
+        return Err(project_not_found());
+    }
+    Ok(Access {
+        project,
+        role,
+        is_admin,
+    })
 }
 
 #[async_trait]
@@ -216,6 +225,22 @@ impl ProjectService for ProjectsService {
                 format!(
                     "Type the project's name, '{}', exactly to confirm deletion.",
                     access.project.name
+                ),
+            ));
+        }
+        let deployments = self
+            .store
+            .deployments()
+            .for_project(&id.0)
+            .await
+            .map_err(internal("list deployments"))?;
+        if !deployments.is_empty() {
+            return Err(ApiError::new(
+                409,
+                "project_has_deployments",
+                format!(
+                    "The project still has {} deployment(s). Delete them first; nothing was deleted.",
+                    deployments.len()
                 ),
             ));
         }

@@ -1,5 +1,13 @@
 //! The container engine adapter: the only module that talks to Docker (through bollard).
-//! Every call is bounded by a timeout; errors are mapped to [`RuntimeError`].
+//! Every call is bounded by a timeout; errors are mapped to [`RuntimeError`] (404 →
+//! `NotFound`, 409 → `Conflict`, 304 on start/stop → success).
+
+mod containers;
+
+pub use containers::{
+    CommandHealthcheck, ContainerEvent, ContainerSpec, ContainerStatus, OutputLine, ResolvedImage,
+    DROPPED_CAPABILITIES, PULL_TIMEOUT,
+};
 
 use std::{future::Future, time::Duration};
 
@@ -7,6 +15,9 @@ use bollard::Docker;
 
 /// How long one Docker API call may take before it counts as failed.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connection-level limit (seconds) bollard applies to every request, streams included.
+const STREAM_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
 /// Errors of the engine adapter.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +28,15 @@ pub enum RuntimeError {
     /// The engine did not answer within [`CALL_TIMEOUT`].
     #[error("the Docker engine did not answer within {} s", CALL_TIMEOUT.as_secs())]
     Timeout,
+    /// The object does not exist (HTTP 404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The object exists already or is in use (HTTP 409).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The image is not on the engine and could not be pulled.
+    #[error("the image '{image}' is not on the node and cannot be pulled: {reason}")]
+    ImageUnavailable { image: String, reason: String },
     /// The engine refused or failed the call.
     #[error("Docker engine error: {0}")]
     Engine(String),
@@ -24,7 +44,18 @@ pub enum RuntimeError {
 
 impl From<bollard::errors::Error> for RuntimeError {
     fn from(e: bollard::errors::Error) -> Self {
-        Self::Engine(e.to_string())
+        match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => Self::NotFound(message),
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            } => Self::Conflict(message),
+            // bollard already counts 304 (already started / stopped) as success.
+            other => Self::Engine(other.to_string()),
+        }
     }
 }
 
@@ -67,8 +98,10 @@ impl Engine {
         let Some(path) = endpoint.strip_prefix("unix://") else {
             return Err(RuntimeError::UnsupportedEndpoint(endpoint.to_owned()));
         };
+        // bollard's own timeout covers whole streams (events, followed logs), so it is set far
+        // out; every call is bounded by `bounded` / its own deadline instead.
         let docker =
-            Docker::connect_with_unix(path, CALL_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION)?;
+            Docker::connect_with_unix(path, STREAM_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)?;
         let docker = bounded(docker.negotiate_version()).await?;
         Ok(Self {
             docker,

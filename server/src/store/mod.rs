@@ -1,11 +1,15 @@
 //! The store: one sqlx pool (SQLite by default, PostgreSQL for HA), the migrations, and one
-//! repository per aggregate (users, sessions, projects + members, audit events, API tokens).
+//! repository per aggregate (users, sessions, projects + members, audit events, API tokens,
+//! topology, deployments + releases, instance locations, jobs).
 //!
 //! Both backends go through sqlx's `Any` driver with one SQL text per query: `$N`
 //! placeholders (SQLite accepts them too), text ids, `BIGINT`/`INTEGER` epoch milliseconds and
 //! 0/1 flags, so the same repository code and the same contract tests cover both.
 
 mod audit;
+mod deployments;
+mod jobs;
+mod locations;
 mod projects;
 mod sessions;
 mod tokens;
@@ -13,6 +17,9 @@ mod topology;
 mod users;
 
 pub use audit::{AuditEventRecord, AuditEvents, NewAuditEvent};
+pub use deployments::{DeploymentRecord, Deployments, NewRelease, ReleaseRecord, Taken};
+pub use jobs::{JobRecord, Jobs, NewJob};
+pub use locations::{LocationRecord, Locations, NodeAllocation, ObservedState};
 pub use projects::{MemberRecord, ProjectRecord, Projects};
 pub use sessions::{SessionRepo, Sessions, USER_ID_KEY};
 pub use tokens::{ApiTokenRecord, ApiTokens};
@@ -194,6 +201,18 @@ impl Store {
 
     pub fn topology(&self) -> Topology<'_> {
         Topology::new(&self.pool)
+    }
+
+    pub fn deployments(&self) -> Deployments<'_> {
+        Deployments::new(&self.pool)
+    }
+
+    pub fn locations(&self) -> Locations<'_> {
+        Locations::new(&self.pool)
+    }
+
+    pub fn jobs(&self) -> Jobs<'_> {
+        Jobs::new(&self.pool)
     }
 }
 

@@ -247,4 +247,26 @@ impl<'a> Topology<'a> {
             .await?,
         )
     }
+
+    /// One plan.
+    pub async fn plan_by_id(&self, id: &str) -> StoreResult<Option<PlanRecord>> {
+        let row = sqlx::query(
+            "SELECT id, name, cpu_millicores, memory_bytes, storage_bytes FROM plans WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool)
+        .await?;
+        Ok(row.as_ref().map(plan_from_row).transpose()?)
+    }
+
+    /// Each region's name and placement strategy.
+    pub async fn region_strategies(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT name, placement_strategy FROM regions ORDER BY name")
+            .fetch_all(self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("placement_strategy")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
 }

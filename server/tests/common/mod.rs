@@ -61,7 +61,15 @@ pub fn test_config(db: &TestDb) -> Config {
     config.site_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
     config.shutdown_grace_secs = 1;
     config
+        .docker_labels
+        .insert(TEST_LABEL_KEY.into(), TEST_LABEL_VALUE.into());
+    config.reconcile_interval_secs = 2;
+    config
 }
+
+/// Label on every Docker object the tests make (scripts/test.sh removes leftovers by it).
+pub const TEST_LABEL_KEY: &str = "berth.test";
+pub const TEST_LABEL_VALUE: &str = "1";
 
 /// A running Berth.
 pub struct TestApp {
@@ -69,6 +77,9 @@ pub struct TestApp {
     pub base: String,
     pub store: Store,
     pub admin: Option<GeneratedCredentials>,
+    /// The installation id that labels this instance's Docker objects.
+    pub installation: String,
+    pub reconciler: std::sync::Arc<berth::orchestrator::reconciler::Reconciler>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -77,10 +88,19 @@ impl TestApp {
     /// Starts Berth with `config` on a free port. The cross-site check accepts the bound
     /// address because `Origin` then equals `Host`.
     pub async fn start(config: Config) -> TestApp {
+        if let Ok(filter) = std::env::var("BERTH_TEST_LOG") {
+            // Debug aid: BERTH_TEST_LOG=berth=debug cargo test ... -- --nocapture
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let app = Application::build(config).await.expect("berth starts");
         let addr = app.local_addr();
         let store = app.store();
         let admin = app.first_admin.clone();
+        let installation = store.deployments().installation_id().await.unwrap();
+        let reconciler = app.reconciler();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             app.run_until_stopped(async {
@@ -94,6 +114,8 @@ impl TestApp {
             base: format!("http://{addr}"),
             store,
             admin,
+            installation,
+            reconciler,
             stop: Some(tx),
             task: Some(task),
         }
@@ -150,6 +172,81 @@ impl TestApp {
         b.change_password(password, CUSTOMER_PASSWORD).await;
         b
     }
+}
+
+impl Drop for TestApp {
+    /// Removes every container, network and volume this instance created.
+    fn drop(&mut self) {
+        docker_cleanup(&format!("berth.installation={}", self.installation));
+    }
+}
+
+/// Runs the docker CLI with `args`; returns stdout, panicking with stderr on failure.
+pub fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Removes containers, then networks and volumes, carrying `label` (`key=value`).
+pub fn docker_cleanup(label: &str) {
+    let filter = format!("label={label}");
+    let ids = docker(&["ps", "-aq", "--filter", &filter]);
+    for id in ids.lines().filter(|l| !l.is_empty()) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", "-v", id])
+            .output();
+    }
+    for kind in ["network", "volume"] {
+        let names = docker(&[kind, "ls", "-q", "--filter", &filter]);
+        for n in names.lines().filter(|l| !l.is_empty()) {
+            let _ = std::process::Command::new("docker")
+                .args([kind, "rm", n])
+                .output();
+        }
+    }
+}
+
+/// The test image: `FROM scratch` with Debian's static busybox (package `busybox-static`),
+/// serving `/www` with `httpd` on port 8080 by default. Busybox as PID 1 ignores SIGTERM, so
+/// the image asks for SIGKILL on stop (`STOPSIGNAL`) rather than have every stop wait out
+/// the grace period. Built once per machine; tests pick
+/// other behaviour (crash, never listen) with a command override.
+pub const TEST_IMAGE: &str = "berth-test/httpd:2";
+
+/// Builds [`TEST_IMAGE`] unless it exists.
+pub fn ensure_test_image() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let exists = std::process::Command::new("docker")
+            .args(["image", "inspect", TEST_IMAGE])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if exists {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+            .expect("/bin/busybox from Debian's busybox-static (scripts/install-deps.sh installs it)");
+        std::fs::create_dir_all(dir.path().join("www")).unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("www/index.html"), "berth test image\n").unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nLABEL berth.test=1\nSTOPSIGNAL SIGKILL\nCOPY busybox /bin/busybox\nCOPY www /www\nCOPY tmp /tmp\n\
+             CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+        )
+        .unwrap();
+        // Concurrent builds of the same context are harmless: the last tag wins.
+        docker(&["build", "-q", "-t", TEST_IMAGE, dir.path().to_str().unwrap()]);
+    });
 }
 
 /// The first admin's password after the one-time password was replaced.

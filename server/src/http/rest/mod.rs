@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod deployments;
 mod openapi;
 mod projects;
 mod topology;
@@ -93,6 +94,17 @@ pub fn router() -> Router<AppState> {
         .route("/plans/{id}", put(topology::update_plan))
         .route("/nodes", get(topology::list_nodes))
         .route("/nodes/{id}/state", put(topology::set_node_state))
+        .route(
+            "/projects/{id}/deployments",
+            get(deployments::list).post(deployments::create),
+        )
+        .route(
+            "/deployments/{id}",
+            get(deployments::get_one).delete(deployments::remove),
+        )
+        .route("/deployments/{id}/actions", post(deployments::act))
+        .route("/deployments/{id}/logs", get(deployments::logs))
+        .route("/jobs/{id}", get(deployments::job))
         .fallback(|| async {
             RestError(ApiError::not_found(
                 "route_not_found",

@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{account, admin, projects, topology};
+use super::{account, admin, deployments, projects, topology};
 
 struct Security;
 
@@ -37,6 +37,8 @@ impl Modify for Security {
         admin::list_users, admin::create_user, admin::audit_events,
         topology::list_plans, topology::create_plan, topology::update_plan,
         topology::list_nodes, topology::set_node_state,
+        deployments::list, deployments::create, deployments::get_one, deployments::act,
+        deployments::remove, deployments::job, deployments::logs,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),

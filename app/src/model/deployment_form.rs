@@ -1,0 +1,223 @@
+//! The portal's deployment form: plain text fields that map to a [`DeploymentSpec`] and back.
+//! Env vars are `NAME=value` lines; secrets go in their own field, where a bare `NAME` line
+//! keeps the stored value; volumes are `name:/path` lines; the command is one argument per
+//! line (no shell).
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ApiError, DeploymentSpec, EnvVar, HealthCheck, HealthProbe, PlanId, RestartPolicy, VolumeMount,
+};
+
+/// The form's fields as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentForm {
+    pub image: String,
+    /// Empty for none.
+    pub http_port: String,
+    pub plan_id: String,
+    pub env: String,
+    pub secret_env: String,
+    pub volumes: String,
+    pub command: String,
+    /// Empty for the default check (TCP connect to the port).
+    pub health_path: String,
+    /// `always`, `on-failure` or `never`.
+    pub restart_policy: String,
+}
+
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .map(str::trim)
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
+impl DeploymentForm {
+    /// The spec the form describes. Field-level checks are left to
+    /// [`super::validate_spec`]; this only parses.
+    ///
+    /// # Errors
+    /// 400 on `http_port`, `env`, `secret_env`, `volumes` or `restart_policy` for text that
+    /// does not parse, naming the line.
+    pub fn to_spec(&self) -> Result<DeploymentSpec, ApiError> {
+        let http_port = match self.http_port.trim() {
+            "" => None,
+            p => Some(p.parse::<u16>().map_err(|_| {
+                ApiError::invalid_field(
+                    "http_port",
+                    "invalid_value",
+                    format!("'{p}' is not a TCP port; use 1–65535 or leave it empty."),
+                )
+            })?),
+        };
+        let mut env = Vec::new();
+        for (n, line) in lines(&self.env) {
+            let Some((name, value)) = line.split_once('=') else {
+                return Err(ApiError::invalid_field(
+                    "env",
+                    "invalid_value",
+                    format!("Line {} has no '='. Write NAME=value.", n + 1),
+                ));
+            };
+            env.push(EnvVar {
+                name: name.trim().to_owned(),
+                value: Some(value.to_owned()),
+                secret: false,
+            });
+        }
+        for (_, line) in lines(&self.secret_env) {
+            let (name, value) = match line.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_owned())),
+                None => (line, None),
+            };
+            env.push(EnvVar {
+                name: name.trim().to_owned(),
+                value,
+                secret: true,
+            });
+        }
+        let mut volumes = Vec::new();
+        for (n, line) in lines(&self.volumes) {
+            let Some((name, path)) = line.split_once(':') else {
+                return Err(ApiError::invalid_field(
+                    "volumes",
+                    "invalid_value",
+                    format!("Line {} has no ':'. Write name:/path/in/container.", n + 1),
+                ));
+            };
+            volumes.push(VolumeMount {
+                name: name.trim().to_owned(),
+                mount_path: path.trim().to_owned(),
+            });
+        }
+        let command: Vec<String> = lines(&self.command).map(|(_, l)| l.to_owned()).collect();
+        let restart_policy = match self.restart_policy.trim() {
+            "" | "always" => RestartPolicy::Always,
+            "on-failure" => RestartPolicy::OnFailure,
+            "never" => RestartPolicy::Never,
+            other => {
+                return Err(ApiError::invalid_field(
+                    "restart_policy",
+                    "invalid_value",
+                    format!("'{other}' is not a restart policy; use always, on-failure or never."),
+                ))
+            }
+        };
+        let health_check = match self.health_path.trim() {
+            "" => None,
+            path => Some(HealthCheck {
+                probe: HealthProbe::Http { path: path.into() },
+                interval_ms: 2000,
+                timeout_ms: 2000,
+                retries: 3,
+                start_period_ms: 5000,
+            }),
+        };
+        Ok(DeploymentSpec {
+            image: self.image.trim().to_owned(),
+            env,
+            http_port,
+            command: (!command.is_empty()).then_some(command),
+            volumes,
+            plan_id: PlanId(self.plan_id.trim().to_owned()),
+            restart_policy,
+            health_check,
+        })
+    }
+
+    /// The form showing `spec` (secret values left out: their lines are bare names).
+    pub fn from_spec(spec: &DeploymentSpec) -> Self {
+        let env = spec
+            .env
+            .iter()
+            .filter(|v| !v.secret)
+            .map(|v| format!("{}={}", v.name, v.value.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let secret_env = spec
+            .env
+            .iter()
+            .filter(|v| v.secret)
+            .map(|v| v.name.clone())
+            .collect::<Vec<_>>()
+            .join("\n");
+        Self {
+            image: spec.image.clone(),
+            http_port: spec.http_port.map(|p| p.to_string()).unwrap_or_default(),
+            plan_id: spec.plan_id.0.clone(),
+            env,
+            secret_env,
+            volumes: spec
+                .volumes
+                .iter()
+                .map(|v| format!("{}:{}", v.name, v.mount_path))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            command: spec.command.clone().unwrap_or_default().join("\n"),
+            health_path: match spec.health_check.as_ref().map(|h| &h.probe) {
+                Some(HealthProbe::Http { path }) => path.clone(),
+                _ => String::new(),
+            },
+            restart_policy: match spec.restart_policy {
+                RestartPolicy::Always => "always",
+                RestartPolicy::OnFailure => "on-failure",
+                RestartPolicy::Never => "never",
+            }
+            .into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_round_trips_and_keeps_secrets_out() {
+        let form = DeploymentForm {
+            image: " berth-demo/httpd:latest ".into(),
+            http_port: "8080".into(),
+            plan_id: "plan-small".into(),
+            env: "GREETING=hello=world\n# comment\n\nMODE=prod".into(),
+            secret_env: "API_KEY=s3cret\nKEPT".into(),
+            volumes: "data:/data".into(),
+            command: "/bin/busybox\nhttpd\n-f".into(),
+            health_path: "/".into(),
+            restart_policy: "on-failure".into(),
+        };
+        let spec = form.to_spec().unwrap();
+        assert_eq!(spec.image, "berth-demo/httpd:latest");
+        assert_eq!(spec.env[0].value.as_deref(), Some("hello=world"));
+        assert_eq!(spec.env.len(), 4);
+        assert!(spec.env[2].secret && spec.env[3].value.is_none());
+        assert_eq!(spec.command.as_ref().unwrap().len(), 3);
+        assert_eq!(spec.restart_policy, RestartPolicy::OnFailure);
+        let back = DeploymentForm::from_spec(&spec);
+        assert_eq!(
+            back.secret_env, "API_KEY\nKEPT",
+            "secret values never shown"
+        );
+        assert_eq!(back.env, "GREETING=hello=world\nMODE=prod");
+        assert_eq!(back.volumes, "data:/data");
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let e = DeploymentForm {
+            env: "OK=1\nBROKEN".into(),
+            ..Default::default()
+        }
+        .to_spec()
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("env"));
+        assert!(e.message.contains("Line 2"), "{}", e.message);
+        let e = DeploymentForm {
+            http_port: "http".into(),
+            ..Default::default()
+        }
+        .to_spec()
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("http_port"));
+    }
+}

@@ -1,0 +1,555 @@
+//! `DeploymentService`: validation, authorization and bookkeeping of deployments. Every
+//! change is recorded (release and job in one transaction) and audited here; the work itself
+//! runs as a job (`orchestrator::rollout`).
+
+use std::{collections::HashMap, sync::Arc};
+
+use app::{
+    model::*,
+    services::{DeploymentService, RequestContext},
+};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::{
+    audit,
+    deployment_views::{deployment_view, instance_view, job_view, release_view, stored_spec},
+    internal,
+    projects::project_access,
+};
+use crate::{
+    orchestrator::Orchestrator,
+    secrets::SecretBox,
+    store::{DeploymentRecord, NewJob, NewRelease, ReleaseRecord, Store, Taken},
+};
+
+/// Most log lines one request returns.
+pub const LOG_TAIL_MAX: u32 = 5000;
+
+/// The deployment service.
+pub struct DeploymentsService {
+    store: Store,
+    secrets: SecretBox,
+    orchestrator: Arc<Orchestrator>,
+    wake_workers: Arc<Notify>,
+}
+
+fn deployment_not_found() -> ApiError {
+    ApiError::not_found(
+        "deployment_not_found",
+        "No deployment with this id is visible to you.",
+    )
+}
+
+fn taken(t: Taken, name: &str) -> ApiError {
+    match t {
+        Taken::DeploymentName => ApiError::conflict_field(
+            "name",
+            "name_taken",
+            format!("A deployment named '{name}' exists in this project; choose another name."),
+        ),
+        Taken::Volume(v) => ApiError::conflict_field(
+            "volumes",
+            "volume_taken",
+            format!(
+                "The volume '{v}' belongs to another deployment of this project; choose another volume name."
+            ),
+        ),
+    }
+}
+
+impl DeploymentsService {
+    pub fn new(
+        store: Store,
+        secrets: SecretBox,
+        orchestrator: Arc<Orchestrator>,
+        wake_workers: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            orchestrator,
+            wake_workers,
+        }
+    }
+
+    /// The deployment if the caller may see its project (404 otherwise, for both cases).
+    async fn visible(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+    ) -> Result<DeploymentRecord, ApiError> {
+        ctx.user()?;
+        let d = self
+            .store
+            .deployments()
+            .by_id(&id.0)
+            .await
+            .map_err(internal("load deployment"))?
+            .ok_or_else(deployment_not_found)?;
+        project_access(&self.store, ctx, &ProjectId(d.project_id.clone()))
+            .await
+            .map_err(|e| {
+                if e.status == 404 {
+                    deployment_not_found()
+                } else {
+                    e
+                }
+            })?;
+        Ok(d)
+    }
+
+    /// Checks the plan exists. 404 `plan_not_found` on field `plan_id`.
+    async fn check_plan(&self, plan: &PlanId) -> Result<(), ApiError> {
+        let found = self
+            .store
+            .topology()
+            .plan_by_id(&plan.0)
+            .await
+            .map_err(internal("load plan"))?;
+        if found.is_none() {
+            return Err(ApiError {
+                field: Some("plan_id".into()),
+                ..ApiError::not_found(
+                    "plan_not_found",
+                    format!("There is no plan '{plan}'. Choose one of the plans listed."),
+                )
+            });
+        }
+        Ok(())
+    }
+
+    /// Seals the secret values of `spec`. A secret given without a value keeps the sealed
+    /// value of the same name in `previous` (the current release).
+    fn seal(
+        &self,
+        mut spec: DeploymentSpec,
+        previous: Option<&DeploymentSpec>,
+    ) -> Result<DeploymentSpec, ApiError> {
+        for (i, var) in spec.env.iter_mut().enumerate() {
+            if !var.secret {
+                continue;
+            }
+            var.value = match var.value.take() {
+                Some(plain) => Some(self.secrets.seal(&plain)),
+                None => {
+                    let kept = previous.and_then(|p| {
+                        p.env
+                            .iter()
+                            .find(|v| v.secret && v.name == var.name)
+                            .and_then(|v| v.value.clone())
+                    });
+                    Some(kept.ok_or_else(|| {
+                        ApiError::invalid_field(
+                            format!("env.{i}.value"),
+                            "secret_value_required",
+                            format!("Give a value for the new secret {}.", var.name),
+                        )
+                    })?)
+                }
+            };
+        }
+        Ok(spec)
+    }
+
+    fn job(
+        &self,
+        ctx: &RequestContext,
+        d: &DeploymentRecord,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> NewJob {
+        NewJob {
+            kind: kind.into(),
+            project_id: Some(d.project_id.clone()),
+            deployment_id: Some(d.id.clone()),
+            payload: payload.to_string(),
+            created_by: ctx.caller.as_ref().map(|u| u.id.0.clone()),
+        }
+    }
+
+    async fn job_answer(&self, id: &str) -> Result<JobView, ApiError> {
+        self.wake_workers.notify_waiters();
+        let job = self
+            .store
+            .jobs()
+            .by_id(id)
+            .await
+            .map_err(internal("load job"))?
+            .ok_or_else(ApiError::internal)?;
+        Ok(job_view(job))
+    }
+
+    async fn current_or_latest(&self, d: &DeploymentRecord) -> Result<ReleaseRecord, ApiError> {
+        let releases = self
+            .store
+            .deployments()
+            .releases(&d.id)
+            .await
+            .map_err(internal("list releases"))?;
+        d.current_release_id
+            .as_ref()
+            .and_then(|id| releases.iter().find(|r| &r.id == id))
+            .or_else(|| releases.first())
+            .cloned()
+            .ok_or_else(ApiError::internal)
+    }
+
+    /// Records a new release with `spec` (already sealed) and queues its rollout.
+    async fn release(
+        &self,
+        ctx: &RequestContext,
+        d: &DeploymentRecord,
+        spec: &DeploymentSpec,
+        digest: Option<String>,
+        cause: String,
+        kind: &str,
+    ) -> Result<JobView, ApiError> {
+        let volumes: Vec<String> = spec.volumes.iter().map(|v| v.name.clone()).collect();
+        let release = NewRelease {
+            spec: serde_json::to_string(spec).map_err(|_| ApiError::internal())?,
+            image_digest: digest,
+            cause,
+            created_by: ctx.caller.as_ref().map(|u| u.id.0.clone()),
+        };
+        let job = self.job(ctx, d, kind, json!({"release_id": "{release_id}"}));
+        let (_, job_id) = self
+            .store
+            .deployments()
+            .add_release(d, release, &volumes, job)
+            .await
+            .map_err(internal("add release"))?
+            .map_err(|t| taken(t, &d.name))?;
+        self.job_answer(&job_id).await
+    }
+}
+
+#[async_trait]
+impl DeploymentService for DeploymentsService {
+    async fn list_deployments(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+    ) -> Result<Vec<DeploymentView>, ApiError> {
+        project_access(&self.store, ctx, project).await?;
+        let store = self.store.deployments();
+        let mut out = Vec::new();
+        for d in store
+            .for_project(&project.0)
+            .await
+            .map_err(internal("list deployments"))?
+        {
+            let releases = store
+                .releases(&d.id)
+                .await
+                .map_err(internal("list releases"))?;
+            out.push(deployment_view(d, &releases));
+        }
+        Ok(out)
+    }
+
+    async fn create_deployment(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+        mut req: CreateDeployment,
+    ) -> Result<DeploymentDetail, ApiError> {
+        project_access(&self.store, ctx, project).await?;
+        req.name = req.name.trim().to_owned();
+        req.spec.image = req.spec.image.trim().to_owned();
+        validate_create_deployment(&req)?;
+        self.check_plan(&req.spec.plan_id).await?;
+        let spec = self.seal(req.spec, None)?;
+        let volumes: Vec<String> = spec.volumes.iter().map(|v| v.name.clone()).collect();
+        let release = NewRelease {
+            spec: serde_json::to_string(&spec).map_err(|_| ApiError::internal())?,
+            image_digest: None,
+            cause: "create".into(),
+            created_by: ctx.caller.as_ref().map(|u| u.id.0.clone()),
+        };
+        let job = NewJob {
+            kind: "deploy".into(),
+            project_id: Some(project.0.clone()),
+            deployment_id: None,
+            payload: json!({"release_id": "{release_id}"}).to_string(),
+            created_by: ctx.caller.as_ref().map(|u| u.id.0.clone()),
+        };
+        let (d, _, _) = self
+            .store
+            .deployments()
+            .create(
+                &project.0,
+                &req.name,
+                i64::from(req.replicas),
+                release,
+                &volumes,
+                job,
+            )
+            .await
+            .map_err(internal("create deployment"))?
+            .map_err(|t| taken(t, &req.name))?;
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "deployment.create",
+            format!("deployment:{}", d.id),
+            json!({"project": project.0, "name": req.name, "image": spec.image, "replicas": req.replicas}),
+        )
+        .await?;
+        self.wake_workers.notify_waiters();
+        self.get_deployment(ctx, &DeploymentId(d.id)).await
+    }
+
+    async fn get_deployment(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+    ) -> Result<DeploymentDetail, ApiError> {
+        let d = self.visible(ctx, id).await?;
+        let project_name = self
+            .store
+            .projects()
+            .by_id(&d.project_id)
+            .await
+            .map_err(internal("load project"))?
+            .map(|p| p.name)
+            .unwrap_or_default();
+        let releases = self
+            .store
+            .deployments()
+            .releases(&d.id)
+            .await
+            .map_err(internal("list releases"))?;
+        let numbers: HashMap<String, i64> =
+            releases.iter().map(|r| (r.id.clone(), r.number)).collect();
+        let nodes: HashMap<String, String> = self
+            .store
+            .topology()
+            .nodes()
+            .await
+            .map_err(internal("list nodes"))?
+            .into_iter()
+            .map(|n| (n.id, n.name))
+            .collect();
+        let mut instances: Vec<InstanceView> = self
+            .store
+            .locations()
+            .for_deployment(&d.id)
+            .await
+            .map_err(internal("list instances"))?
+            .into_iter()
+            .map(|l| instance_view(l, &numbers, &nodes))
+            .collect();
+        instances.sort_by_key(|i| (std::cmp::Reverse(i.release_number), i.slot));
+        let jobs = self
+            .store
+            .jobs()
+            .for_deployment(&d.id, 10)
+            .await
+            .map_err(internal("list jobs"))?
+            .into_iter()
+            .map(job_view)
+            .collect();
+        Ok(DeploymentDetail {
+            releases: releases.iter().map(release_view).collect(),
+            deployment: deployment_view(d, &releases),
+            project_name,
+            instances,
+            jobs,
+        })
+    }
+
+    async fn act(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+        action: DeploymentAction,
+    ) -> Result<JobView, ApiError> {
+        let d = self.visible(ctx, id).await?;
+        if d.status == DeploymentStatus::Deleting.as_str() {
+            return Err(ApiError::new(
+                409,
+                "deployment_deleting",
+                "The deployment is being deleted.",
+            ));
+        }
+        let kind = action.job_kind();
+        let verb = match &action {
+            DeploymentAction::Update { .. } => "update",
+            DeploymentAction::Redeploy => "redeploy",
+            _ => kind,
+        };
+        let detail = match &action {
+            DeploymentAction::Scale { replicas } => json!({"replicas": replicas}),
+            DeploymentAction::Rollback { release_id } => json!({"release_id": release_id}),
+            DeploymentAction::Delete { remove_volumes } => {
+                json!({"remove_volumes": remove_volumes})
+            }
+            DeploymentAction::Update { spec } => json!({"image": spec.image}),
+            _ => json!({}),
+        };
+        let deployments = self.store.deployments();
+        let job = match action {
+            DeploymentAction::Update { mut spec } => {
+                spec.image = spec.image.trim().to_owned();
+                validate_spec(&spec)?;
+                self.check_plan(&spec.plan_id).await?;
+                let current = self.current_or_latest(&d).await?;
+                let sealed = self.seal(spec, stored_spec(&current).as_ref())?;
+                self.release(ctx, &d, &sealed, None, "update".into(), kind)
+                    .await?
+            }
+            DeploymentAction::Redeploy => {
+                let current = self.current_or_latest(&d).await?;
+                let spec = stored_spec(&current).ok_or_else(ApiError::internal)?;
+                self.release(ctx, &d, &spec, None, "redeploy".into(), kind)
+                    .await?
+            }
+            DeploymentAction::Rollback { release_id } => {
+                let target = deployments
+                    .release_by_id(&release_id.0)
+                    .await
+                    .map_err(internal("load release"))?
+                    .filter(|r| r.deployment_id == d.id)
+                    .ok_or_else(|| {
+                        ApiError::not_found(
+                            "release_not_found",
+                            "This deployment has no such release.",
+                        )
+                    })?;
+                let spec = stored_spec(&target).ok_or_else(ApiError::internal)?;
+                let cause = format!("rollback to #{}", target.number);
+                self.release(ctx, &d, &spec, target.image_digest.clone(), cause, kind)
+                    .await?
+            }
+            DeploymentAction::Scale { replicas } => {
+                validate_replicas(replicas)?;
+                deployments
+                    .set_desired(&d.id, i64::from(replicas), &d.desired_state)
+                    .await
+                    .map_err(internal("scale"))?;
+                self.enqueue(ctx, &d, kind, json!({"replicas": replicas}))
+                    .await?
+            }
+            DeploymentAction::Stop | DeploymentAction::Start => {
+                let state = if kind == "stop" { "stopped" } else { "running" };
+                deployments
+                    .set_desired(&d.id, d.replicas, state)
+                    .await
+                    .map_err(internal("set desired state"))?;
+                self.enqueue(ctx, &d, kind, json!({})).await?
+            }
+            DeploymentAction::Restart => {
+                if d.desired_state != "running" {
+                    return Err(ApiError::new(
+                        409,
+                        "deployment_stopped",
+                        "The deployment is stopped; start it instead of restarting.",
+                    ));
+                }
+                self.enqueue(ctx, &d, kind, json!({})).await?
+            }
+            DeploymentAction::Delete { remove_volumes } => {
+                deployments
+                    .set_status(&d.id, DeploymentStatus::Deleting.as_str(), "")
+                    .await
+                    .map_err(internal("mark deleting"))?;
+                self.enqueue(ctx, &d, kind, json!({"remove_volumes": remove_volumes}))
+                    .await?
+            }
+        };
+        audit(
+            &self.store,
+            ctx,
+            None,
+            &format!("deployment.{verb}"),
+            format!("deployment:{}", d.id),
+            detail,
+        )
+        .await?;
+        Ok(job)
+    }
+
+    async fn get_job(&self, ctx: &RequestContext, id: &JobId) -> Result<JobView, ApiError> {
+        ctx.user()?;
+        let not_found =
+            || ApiError::not_found("job_not_found", "No job with this id is visible to you.");
+        let job = self
+            .store
+            .jobs()
+            .by_id(&id.0)
+            .await
+            .map_err(internal("load job"))?
+            .ok_or_else(not_found)?;
+        let project = job.project_id.clone().ok_or_else(not_found)?;
+        project_access(&self.store, ctx, &ProjectId(project))
+            .await
+            .map_err(|e| if e.status == 404 { not_found() } else { e })?;
+        Ok(job_view(job))
+    }
+
+    async fn instance_logs(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+        tail: u32,
+    ) -> Result<Vec<LogLine>, ApiError> {
+        let d = self.visible(ctx, id).await?;
+        let tail = tail.clamp(1, LOG_TAIL_MAX);
+        let locations = self
+            .store
+            .locations()
+            .for_deployment(&d.id)
+            .await
+            .map_err(internal("list instances"))?;
+        let mut lines = Vec::new();
+        for loc in locations {
+            let (Some(container), Ok(engine)) = (
+                loc.container_id.clone(),
+                self.orchestrator.engine(&loc.node_id),
+            ) else {
+                continue;
+            };
+            let mut stream = Box::pin(engine.container_output(&container, tail, false));
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(line) => lines.push(LogLine {
+                        instance_id: InstanceId(loc.id.clone()),
+                        stream: line.stream.into(),
+                        timestamp: line.timestamp,
+                        text: line.text,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(container.id = %container, error = %e, "cannot read logs");
+                        break;
+                    }
+                }
+            }
+        }
+        lines.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+        let excess = lines.len().saturating_sub(tail as usize);
+        lines.drain(..excess);
+        Ok(lines)
+    }
+}
+
+impl DeploymentsService {
+    async fn enqueue(
+        &self,
+        ctx: &RequestContext,
+        d: &DeploymentRecord,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> Result<JobView, ApiError> {
+        let id = self
+            .store
+            .jobs()
+            .enqueue(self.job(ctx, d, kind, payload))
+            .await
+            .map_err(internal("queue job"))?;
+        self.job_answer(&id).await
+    }
+}
