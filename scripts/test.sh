@@ -24,7 +24,19 @@ step "build: server, wasm frontend, wasm-bindgen"
 bash scripts/build.sh
 
 pg_started=""
+# Every Docker object the tests create carries the label berth.test=1; remove what a failed
+# or killed test left behind.
+docker_cleanup() {
+  local ids
+  ids=$(docker ps -aq --filter label=berth.test=1)
+  [[ -n $ids ]] && docker rm -f -v $ids >/dev/null || true
+  ids=$(docker network ls -q --filter label=berth.test=1)
+  [[ -n $ids ]] && docker network rm $ids >/dev/null || true
+  ids=$(docker volume ls -q --filter label=berth.test=1)
+  [[ -n $ids ]] && docker volume rm $ids >/dev/null || true
+}
 cleanup() {
+  docker_cleanup
   if [[ -n $pg_started ]]; then
     as_postgres "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null || true
   fi

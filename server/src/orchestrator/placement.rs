@@ -2,10 +2,10 @@
 //! nodes and their allocations, so it is unit-tested without an engine.
 //!
 //! Rules, in order:
-//! 1. Only `active` nodes below their `max_instances` are eligible; with the
-//!    `resource-based` strategy the plan's CPU and memory must also fit in the node's capacity
-//!    minus what is already reserved there (the other strategies allow overcommit, as
-//!    `docker run` does).
+//! 1. Only `active` nodes below their `max_instances` whose total capacity can hold one
+//!    instance of the plan are eligible; with the `resource-based` strategy the plan's CPU and
+//!    memory must also fit in the node's capacity minus what is already reserved there (the
+//!    other strategies allow overcommit, as `docker run` does).
 //! 2. All instances of a deployment stay in one region: the one it already runs in, else the
 //!    first region (by name) that can take all of them. The region's strategy orders nodes.
 //! 3. Replicas spread: a node with fewer instances of this deployment always wins; the
@@ -86,6 +86,14 @@ impl Candidate {
             return Some(format!(
                 "node '{}' is full ({}/{} instances)",
                 self.node_name, self.instances, self.max_instances
+            ));
+        }
+        if demand.cpu_millicores > self.cpu_millicores || demand.memory_bytes > self.memory_bytes {
+            return Some(format!(
+                "node '{}' has only {} and {} in all",
+                self.node_name,
+                cores(self.cpu_millicores),
+                mib(self.memory_bytes)
             ));
         }
         if self.strategy == Strategy::ResourceBased {

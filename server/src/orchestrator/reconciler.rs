@@ -288,15 +288,18 @@ impl Reconciler {
         match container {
             Some(c) if c.running() => {
                 self.settle(&loc.id);
-                // Docker reports health for command checks; Berth's own probes set it otherwise.
-                let health = c.health.clone().unwrap_or_else(|| loc.health.clone());
-                if loc.status != "running"
-                    || loc.health != health
-                    || loc.container_id.as_deref() != Some(c.id.as_str())
-                {
-                    let mut seen = observed("running", &health, c.ip_address.clone());
-                    seen.container_id = Some(c.id.clone());
-                    store.locations().record(&loc.id, &seen).await?;
+                // Berth's probes own the health, except for command checks, which Docker runs.
+                if loc.status != "running" || loc.container_id.as_deref() != Some(c.id.as_str()) {
+                    store
+                        .locations()
+                        .mark_running(&loc.id, &c.id, c.ip_address.as_deref())
+                        .await?;
+                }
+                if let Some(h) = c.health.as_deref().filter(|h| *h != loc.health) {
+                    store
+                        .locations()
+                        .set_health(&loc.id, h, &loc.last_error)
+                        .await?;
                 }
                 Ok(Action::None)
             }

@@ -409,14 +409,10 @@ impl Orchestrator {
             .locations()
             .for_deployment(&deployment.id)
             .await?;
-        for loc in &locs {
+        let stops = locs.iter().map(|loc| async move {
             let engine = self.engine(&loc.node_id)?;
-            engine
-                .stop_container(
-                    loc.container_id.as_deref().unwrap_or(&loc.container_name),
-                    STOP_GRACE_SECS,
-                )
-                .await?;
+            let target = loc.container_id.as_deref().unwrap_or(&loc.container_name);
+            engine.stop_container(target, STOP_GRACE_SECS).await?;
             self.store
                 .locations()
                 .record(
@@ -428,6 +424,10 @@ impl Orchestrator {
                     },
                 )
                 .await?;
+            Ok::<(), DeployError>(())
+        });
+        for r in join_all(stops).await {
+            r?;
         }
         progress.done().await;
         Ok(())

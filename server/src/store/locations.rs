@@ -199,6 +199,27 @@ impl<'a> Locations<'a> {
         )
     }
 
+    /// Records a running container without touching the health, which the probes own.
+    pub async fn mark_running(
+        &self,
+        id: &str,
+        container_id: &str,
+        ip: Option<&str>,
+    ) -> StoreResult<()> {
+        touched(
+            sqlx::query(
+                "UPDATE deployment_locations SET container_id = $1, status = 'running', \
+                 ip_address = COALESCE($2, ip_address), updated_at_ms = $3 WHERE id = $4",
+            )
+            .bind(container_id)
+            .bind(ip)
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool)
+            .await?,
+        )
+    }
+
     /// Sets the health only.
     pub async fn set_health(&self, id: &str, health: &str, last_error: &str) -> StoreResult<()> {
         touched(

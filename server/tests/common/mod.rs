@@ -3,6 +3,8 @@
 //! that behaves like a browser (cookie jar, same-site `Origin`).
 #![allow(dead_code)]
 
+pub mod deploy;
+
 use std::{net::SocketAddr, path::PathBuf};
 
 use berth::{auth::bootstrap::GeneratedCredentials, config::Config, store::Store, Application};

@@ -1,0 +1,508 @@
+//! Deployments when things go wrong, on the real Docker engine: bad input, images that are
+//! missing, apps that exit, crash loops, removed and orphaned containers, project isolation,
+//! and `kill -9` of Berth in the middle of a rollout.
+
+#[macro_use]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{deploy::*, *};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// Runs `docker exec` and returns (success, stdout).
+fn exec(container: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("docker")
+        .arg("exec")
+        .arg(container)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+/// `GET /` on `ip:8080` from inside `container` (busybox nc); the body, or `None` when the
+/// connection fails.
+fn http_get_from(container: &str, ip: &str) -> Option<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("docker")
+        .args([
+            "exec",
+            "-i",
+            container,
+            "/bin/busybox",
+            "nc",
+            "-w",
+            "2",
+            ip,
+            "8080",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim().to_owned())
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_the_running_release_stays() {
+    ensure_test_image();
+    let tdb = fresh_db(Db::Sqlite).await;
+    let app = TestApp::start(test_config(&tdb)).await;
+    let admin = app.admin_client().await;
+    let (b, project) = project(&app, &admin, "dev@example.com", "faults").await;
+
+    // Refused before anything is recorded.
+    let mut spec = command_spec(&["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]);
+    spec["env"] = json!([{"name": "BAD-NAME", "value": "x"}]);
+    let e = create_raw(&b, &project, "web", 1, spec)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_env_name")
+        .await;
+    assert_eq!(e["field"], "env.0.name");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("letters, digits and '_'"),
+        "{e}"
+    );
+    let mut spec = command_spec(&["x"]);
+    spec["plan_id"] = json!("plan-nope");
+    let e = create_raw(&b, &project, "web", 1, spec)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "plan_not_found")
+        .await;
+    assert_eq!(e["field"], "plan_id");
+    create_raw(&b, &project, "Web_1", 1, command_spec(&["x"]))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_name")
+        .await;
+    create_raw(&b, &project, "web", 0, command_spec(&["x"]))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_value")
+        .await;
+    let list = b
+        .get(&format!("/api/v1/projects/{project}/deployments"))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert_eq!(list, json!([]), "nothing half-written");
+
+    // A working deployment to compare against.
+    let serve = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"];
+    let mut spec = command_spec(&serve);
+    spec["volumes"] = json!([{"name": "data", "mount_path": "/data"}]);
+    let (web, job) = create(&b, &project, "web", 1, spec.clone()).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let address = healthy(&detail(&b, &web).await)[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Name and volume taken.
+    create_raw(&b, &project, "web", 1, command_spec(&serve))
+        .await
+        .expect_error(StatusCode::CONFLICT, "name_taken")
+        .await;
+    let e = create_raw(&b, &project, "other", 1, spec)
+        .await
+        .expect_error(StatusCode::CONFLICT, "volume_taken")
+        .await;
+    assert!(e["message"].as_str().unwrap().contains("'data'"), "{e}");
+
+    // An image that is not there and cannot be pulled: the update fails, web keeps serving.
+    let mut missing = command_spec(&serve);
+    missing["image"] = json!("berth-test/not-built:1");
+    let job = act(&b, &web, json!({"action": "update", "spec": missing})).await;
+    assert_eq!(job["status"], "failed");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("'berth-test/not-built:1' is not on the node and cannot be pulled"),
+        "{job:#}"
+    );
+    assert_eq!(fetch(&address).await.as_deref(), Some("berth test image"));
+
+    // An app that exits at once: exit code and output in the job; web keeps serving.
+    let job = act(&b, &web, json!({"action": "update", "spec": command_spec(&["/bin/busybox", "sh", "-c", "echo boom >&2; exit 3"])})).await;
+    assert_eq!(job["status"], "failed");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("exited with code 3") && error.contains("boom"),
+        "{error}"
+    );
+    let d = detail(&b, &web).await;
+    assert_eq!(d["deployment"]["status"], "running");
+    assert_eq!(d["deployment"]["current_release"], 1);
+    assert_eq!(fetch(&address).await.as_deref(), Some("berth test image"));
+
+    // A plan no node can hold.
+    let plan = admin.post_json("/api/v1/plans", &json!({"name": "huge", "cpu_millicores": 256000, "memory_bytes": 1u64 << 40, "storage_bytes": 0}))
+        .await.expect_status(StatusCode::CREATED).await;
+    let mut huge = command_spec(&serve);
+    huge["plan_id"] = plan["id"].clone();
+    let job = act(&b, &web, json!({"action": "update", "spec": huge})).await;
+    assert_eq!(job["status"], "failed");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("No node can take an instance of plan 'huge' (256.00 cores, 1048576 MiB)")
+            && error.contains("node 'local'"),
+        "{error}"
+    );
+
+    // A first release that never gets healthy leaves the deployment failed, with the reason.
+    let (never, job) = create(
+        &b,
+        &project,
+        "never",
+        1,
+        command_spec(&["/bin/busybox", "sleep", "600"]),
+    )
+    .await;
+    assert_eq!(job["status"], "failed");
+    let d = detail(&b, &never).await;
+    assert_eq!(d["deployment"]["status"], "failed");
+    assert!(
+        d["deployment"]["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing accepts connections on port 8080"),
+        "{d:#}"
+    );
+    assert!(containers_with(&format!("berth.deployment={never}")).is_empty());
+    assert_eq!(fetch(&address).await.as_deref(), Some("berth test image"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn projects_are_isolated_and_reach_their_own_deployments_by_name() {
+    ensure_test_image();
+    let tdb = fresh_db(Db::Sqlite).await;
+    let app = TestApp::start(test_config(&tdb)).await;
+    let admin = app.admin_client().await;
+    let (a, pa) = project(&app, &admin, "a@example.com", "alpha").await;
+    let (b, pb) = project(&app, &admin, "b@example.com", "beta").await;
+    let serve = command_spec(&["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]);
+    let (web, _) = create(&a, &pa, "web", 1, serve.clone()).await;
+    let (client, _) = create(&a, &pa, "client", 1, serve.clone()).await;
+    let (other, _) = create(&b, &pb, "other", 1, serve).await;
+    let web_ip = healthy(&detail(&a, &web).await)[0]["address"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let client_c = healthy(&detail(&a, &client).await)[0]["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_c = healthy(&detail(&b, &other).await)[0]["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Static busybox's wget crashes on glibc's resolver in a scratch image (no NSS), so names
+    // are looked up with busybox's own nslookup against Docker's embedded DNS, and the page
+    // is fetched with nc.
+    let resolve = |c: &str, name: &str| {
+        let (ok, out) = exec(c, &["/bin/busybox", "nslookup", name]);
+        ok.then(|| {
+            out.lines()
+                .filter_map(|l| l.strip_prefix("Address:"))
+                .map(str::trim)
+                .find(|a| !a.contains(':') && !a.starts_with("127."))
+                .map(str::to_owned)
+        })
+        .flatten()
+    };
+    let resolved = resolve(&client_c, "web").expect("web resolves inside its project");
+    assert_eq!(resolved, web_ip, "the name leads to the web instance");
+    assert_eq!(
+        http_get_from(&client_c, &resolved).as_deref(),
+        Some("berth test image")
+    );
+    assert_eq!(
+        resolve(&other_c, "web"),
+        None,
+        "another project's deployment name must not resolve"
+    );
+    assert_eq!(
+        http_get_from(&other_c, &web_ip),
+        None,
+        "another project's instance must not be reachable by address"
+    );
+    let networks = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("label=berth.project={pa}"),
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert_eq!(networks, format!("berth-{pa}"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_reconciler_recreates_removes_orphans_and_shows_crash_loops() {
+    ensure_test_image();
+    let tdb = fresh_db(Db::Sqlite).await;
+    let app = TestApp::start(test_config(&tdb)).await;
+    let admin = app.admin_client().await;
+    let (b, project) = project(&app, &admin, "ops@example.com", "ops").await;
+    let (web, _) = create(
+        &b,
+        &project,
+        "web",
+        1,
+        command_spec(&["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]),
+    )
+    .await;
+    let first = healthy(&detail(&b, &web).await)[0]["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A removed container is created again.
+    docker(&["rm", "-f", &first]);
+    let d = wait_for(&b, &web, "a new container", |d| {
+        healthy(d)
+            .first()
+            .is_some_and(|i| i["container_id"].as_str() != Some(first.as_str()))
+    })
+    .await;
+    assert_eq!(
+        fetch(healthy(&d)[0]["address"].as_str().unwrap())
+            .await
+            .as_deref(),
+        Some("berth test image")
+    );
+    assert_eq!(containers_with(&format!("berth.deployment={web}")).len(), 1);
+
+    // A container with this installation's label but no record is removed; another
+    // installation's is left alone.
+    let orphan = docker(&[
+        "run",
+        "-d",
+        "--label",
+        &format!("berth.installation={}", app.installation),
+        "--label",
+        "berth.test=1",
+        TEST_IMAGE,
+    ]);
+    let foreign = docker(&[
+        "run",
+        "-d",
+        "--label",
+        "berth.installation=someone-else",
+        "--label",
+        "berth.test=1",
+        TEST_IMAGE,
+    ]);
+    // (The periodic resync may get there first; either way the reconciler removed it.)
+    let report = app.reconciler.resync().await.unwrap();
+    assert!(report.docker_calls >= 1, "{report:?}");
+    let exists = std::process::Command::new("docker")
+        .args(["inspect", &orphan])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(!exists, "orphan removed");
+    assert!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &foreign]) == "true",
+        "foreign container untouched"
+    );
+    docker(&["rm", "-f", &foreign]);
+
+    // An app that serves, then exits 3 after two seconds, again and again: crash loop.
+    let flaky = command_spec(&[
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "/bin/busybox httpd -p 8080 -h /www; sleep 2; echo giving up; exit 3",
+    ]);
+    let (id, job) = create(&b, &project, "flaky", 1, flaky).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let d = wait_for(&b, &id, "a crash loop", |d| {
+        d["deployment"]["status"] == "crash_loop"
+    })
+    .await;
+    let message = d["deployment"]["status_message"].as_str().unwrap();
+    assert!(
+        message.contains("exit code 3") && message.contains("giving up"),
+        "{message}"
+    );
+    assert!(
+        d["instances"][0]["restart_count"].as_u64().unwrap() >= 3,
+        "{d:#}"
+    );
+    app.stop().await;
+}
+
+/// `kill -9` of the real `berth` binary while a rollout waits for health, then a restart:
+/// the job finishes, with exactly one container and no orphan.
+#[tokio::test]
+async fn kill_9_during_a_rollout_then_restart_finishes_the_job() {
+    ensure_test_image();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("berth.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nreconcile_interval_secs = 2\n\n[docker_labels]\n\"berth.test\" = \"1\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log_path = std::env::temp_dir().join(format!("berth-kill9-{port}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "--config",
+                dir.path().join("berth.toml").to_str().unwrap(),
+                "serve",
+            ])
+            .env("BERTH_SITE_ROOT", dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log.try_clone().unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut berth = start();
+    let password = read_one_time_password(&log_path);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_listening(port);
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let browser = || Browser {
+        http: reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .build()
+            .unwrap(),
+        base: base.clone(),
+    };
+    let b = browser();
+    b.sign_in("admin@berth.localhost", &password)
+        .await
+        .expect_ok()
+        .await;
+    b.change_password(&password, ADMIN_PASSWORD).await;
+    let p = b
+        .post_json("/api/v1/projects", &json!({"name": "crashy"}))
+        .await
+        .expect_status(StatusCode::CREATED)
+        .await;
+    let project = p["id"].as_str().unwrap().to_owned();
+    let mut spec = command_spec(&[
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "sleep 3; exec /bin/busybox httpd -f -p 8080 -h /www",
+    ]);
+    spec["health_check"]["start_period_ms"] = json!(10000);
+    let d = create_raw(&b, &project, "web", 1, spec)
+        .await
+        .expect_status(StatusCode::CREATED)
+        .await;
+    let id = d["deployment"]["id"].as_str().unwrap().to_owned();
+    let job_id = d["jobs"][0]["id"].as_str().unwrap().to_owned();
+
+    // Wait until the job waits for health, with the container started, then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = b
+            .get(&format!("/api/v1/jobs/{job_id}"))
+            .await
+            .expect_status(StatusCode::OK)
+            .await;
+        if job["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "health")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rollout never reached the health step: {job:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    berth.kill().unwrap();
+    berth.wait().unwrap();
+    assert_eq!(containers_with(&format!("berth.deployment={id}")).len(), 1);
+
+    let mut berth = start();
+    wait_listening(port);
+    // A new client: the old one's pooled connections died with the old process.
+    let b = browser();
+    let job = wait_job(&b, &job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let d = wait_for(&b, &id, "healthy after restart", |d| healthy(d).len() == 1).await;
+    assert_eq!(
+        containers_with(&format!("berth.deployment={id}")).len(),
+        1,
+        "no duplicate"
+    );
+    assert_eq!(
+        fetch(healthy(&d)[0]["address"].as_str().unwrap())
+            .await
+            .as_deref(),
+        Some("berth test image")
+    );
+    assert_eq!(d["instances"].as_array().unwrap().len(), 1, "{d:#}");
+    let _ = berth.kill();
+    let _ = berth.wait();
+    docker_cleanup(&format!("berth.project={project}"));
+    let _ = std::fs::remove_file(&log_path);
+}
+
+/// The first admin's one-time password, from what `berth serve` printed.
+fn read_one_time_password(log: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(p) = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("one-time password:"))
+        {
+            return p.trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "berth printed no first admin: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "berth did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
