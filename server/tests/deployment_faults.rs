@@ -319,13 +319,17 @@ async fn the_reconciler_recreates_removes_orphans_and_shows_crash_loops() {
     // (The periodic resync may get there first; either way the reconciler removed it.)
     let report = app.reconciler.resync().await.unwrap();
     assert!(report.docker_calls >= 1, "{report:?}");
-    let exists = std::process::Command::new("docker")
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::process::Command::new("docker")
         .args(["inspect", &orphan])
         .output()
         .unwrap()
         .status
-        .success();
-    assert!(!exists, "orphan removed");
+        .success()
+    {
+        assert!(Instant::now() < deadline, "orphan not removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         docker(&["inspect", "-f", "{{.State.Running}}", &foreign]) == "true",
         "foreign container untouched"

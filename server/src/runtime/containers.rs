@@ -418,6 +418,8 @@ impl Engine {
         };
         match bounded(self.docker.remove_container(id, Some(options))).await {
             Err(RuntimeError::NotFound(_)) | Ok(()) => Ok(()),
+            // Another caller is removing it already.
+            Err(RuntimeError::Conflict(m)) if m.contains("already in progress") => Ok(()),
             Err(e) => Err(e),
         }
     }
