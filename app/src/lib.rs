@@ -61,6 +61,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/sign-in") view=pages::SignInPage ssr=SsrMode::Async />
                 <Route path=path!("/projects") view=pages::ProjectsPage ssr=SsrMode::Async />
                 <Route path=path!("/projects/:id") view=pages::ProjectPage ssr=SsrMode::Async />
+                <Route path=path!("/deployments/:id") view=pages::DeploymentPage ssr=SsrMode::Async />
                 <Route path=path!("/account") view=pages::AccountPage ssr=SsrMode::Async />
                 <Route path=path!("/admin") view=pages::AdminUsersPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/audit") view=pages::AdminAuditPage ssr=SsrMode::Async />

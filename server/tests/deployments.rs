@@ -290,3 +290,112 @@ async fn lifecycle(db: Db) {
 }
 
 on_both_databases!(lifecycle);
+
+/// The portal: the "New deployment" form posted as a browser without JavaScript would, the
+/// project page listing it, the deployment page with node, container id and health.
+#[tokio::test]
+async fn portal_pages_create_and_show_a_deployment() {
+    ensure_test_image();
+    let tdb = fresh_db(Db::Sqlite).await;
+    let app = TestApp::start(test_config(&tdb)).await;
+    let admin = app.admin_client().await;
+    let (b, project_id) = project(&app, &admin, "web@example.com", "site").await;
+    let form = [
+        ("project_id", project_id.as_str()),
+        ("name", "front"),
+        ("replicas", "1"),
+        ("image", TEST_IMAGE),
+        ("http_port", "8080"),
+        ("plan_id", "plan-small"),
+        ("env", "MODE=portal"),
+        ("secret_env", "TOKEN=hidden-token"),
+        ("volumes", ""),
+        ("command", "/bin/busybox\nhttpd\n-f\n-p\n8080\n-h\n/www"),
+        ("health_path", "/"),
+        ("restart_policy", "always"),
+    ];
+    let r = b
+        .http
+        .post(b.url("/rpc/create_deployment"))
+        .header("origin", &b.base)
+        .header("accept", "application/json")
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .expect_status(StatusCode::OK)
+        .await;
+    let id = r["deployment"]["id"].as_str().unwrap().to_owned();
+    wait_job(&b, r["jobs"][0]["id"].as_str().unwrap()).await;
+    let d = wait_for(&b, &id, "healthy", |d| healthy(d).len() == 1).await;
+    let container = healthy(&d)[0]["container_id"].as_str().unwrap().to_owned();
+
+    // A bad line is reported on its field, and nothing is created.
+    let mut bad = form;
+    bad[1] = ("name", "second");
+    bad[6] = ("env", "NOT A PAIR");
+    let e = b
+        .http
+        .post(b.url("/rpc/create_deployment"))
+        .header("origin", &b.base)
+        .header("accept", "application/json")
+        .form(&bad)
+        .send()
+        .await
+        .unwrap()
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_value")
+        .await;
+    assert_eq!(e["field"], "env");
+    bad[6] = ("env", "1BAD=x");
+    let e = b
+        .http
+        .post(b.url("/rpc/create_deployment"))
+        .header("origin", &b.base)
+        .header("accept", "application/json")
+        .form(&bad)
+        .send()
+        .await
+        .unwrap()
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_env_name")
+        .await;
+    assert_eq!(
+        e["field"], "env",
+        "mapped from env.0.name to the form field"
+    );
+
+    let (status, _, page) = b.html(&format!("/projects/{project_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(&format!("href=\"/deployments/{id}\"")) && page.contains(">front</a>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("status-badge") && page.contains(">running</span>"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"new-deployment-form\""), "{page}");
+
+    let (status, _, page) = b.html(&format!("/deployments/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<td class=\"node\">local</td>"), "{page}");
+    assert!(page.contains(&container[..12]), "short container id shown");
+    assert!(page.contains("<td class=\"health\">healthy</td>"), "{page}");
+    assert!(
+        page.contains("MODE=portal") && page.contains("TOKEN"),
+        "settings prefilled"
+    );
+    assert!(!page.contains("hidden-token"), "secret never sent back");
+    assert!(
+        page.contains("Roll back") || page.contains("id=\"releases\""),
+        "{page}"
+    );
+
+    // Strangers get the not-found answer on the page too.
+    let stranger = app.customer(&admin, "nosy@example.com").await;
+    let (_, _, page) = stranger.html(&format!("/deployments/{id}")).await;
+    assert!(
+        page.contains("No deployment with this id is visible to you."),
+        "{page}"
+    );
+    app.stop().await;
+}

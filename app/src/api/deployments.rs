@@ -1,4 +1,8 @@
-//! Server functions for deployments (the service checks who may touch which project).
+//! Server functions for deployments (the service checks who may touch which project). The
+//! portal's forms post plain text fields; they are parsed here with [`DeploymentForm`] and
+//! errors are pointed back at the form field that holds the offending value.
+// One argument per form field: plain HTML forms (no JavaScript) post flat fields.
+#![allow(clippy::too_many_arguments)]
 
 use leptos::prelude::*;
 
@@ -15,13 +19,30 @@ pub async fn list_deployments(project_id: String) -> Result<Vec<DeploymentView>,
         .map_err(super::tag(&ctx))
 }
 
-/// Creates a deployment from the portal's form fields.
+/// Points a spec-level error at the form field that shows it.
+#[cfg(feature = "ssr")]
+fn on_form(spec: &DeploymentSpec) -> impl Fn(ApiError) -> ApiError + '_ {
+    move |mut e| {
+        e.field = e.field.map(|f| DeploymentForm::field_for(spec, &f));
+        e
+    }
+}
+
+/// Creates a deployment from the "New deployment" form.
 #[server(prefix = "/rpc", endpoint = "create_deployment")]
 pub async fn submit_new_deployment(
     project_id: String,
     name: String,
     replicas: String,
-    form: DeploymentForm,
+    image: String,
+    http_port: String,
+    plan_id: String,
+    env: String,
+    secret_env: String,
+    volumes: String,
+    command: String,
+    health_path: String,
+    restart_policy: String,
 ) -> Result<DeploymentDetail, ApiError> {
     let (services, ctx) = super::context()?;
     let replicas = replicas.trim().parse::<u32>().map_err(|_| {
@@ -31,6 +52,17 @@ pub async fn submit_new_deployment(
             format!("'{replicas}' is not a number of instances; use 1–20."),
         ))
     })?;
+    let form = DeploymentForm {
+        image,
+        http_port,
+        plan_id,
+        env,
+        secret_env,
+        volumes,
+        command,
+        health_path,
+        restart_policy,
+    };
     let spec = form.to_spec().map_err(super::tag(&ctx))?;
     services
         .deployments
@@ -40,10 +72,11 @@ pub async fn submit_new_deployment(
             CreateDeployment {
                 name,
                 replicas,
-                spec,
+                spec: spec.clone(),
             },
         )
         .await
+        .map_err(on_form(&spec))
         .map_err(super::tag(&ctx))
 }
 
@@ -60,23 +93,84 @@ pub async fn get_deployment(id: String) -> Result<DeploymentDetail, ApiError> {
 
 /// Saves the settings form as a new release (rolled out health-gated).
 #[server(prefix = "/rpc", endpoint = "update_deployment")]
-pub async fn update_deployment(id: String, form: DeploymentForm) -> Result<JobView, ApiError> {
+pub async fn update_deployment(
+    id: String,
+    image: String,
+    http_port: String,
+    plan_id: String,
+    env: String,
+    secret_env: String,
+    volumes: String,
+    command: String,
+    health_path: String,
+    restart_policy: String,
+) -> Result<JobView, ApiError> {
     let (services, ctx) = super::context()?;
+    let form = DeploymentForm {
+        image,
+        http_port,
+        plan_id,
+        env,
+        secret_env,
+        volumes,
+        command,
+        health_path,
+        restart_policy,
+    };
     let spec = form.to_spec().map_err(super::tag(&ctx))?;
     services
         .deployments
-        .act(&ctx, &DeploymentId(id), DeploymentAction::Update { spec })
+        .act(
+            &ctx,
+            &DeploymentId(id),
+            DeploymentAction::Update { spec: spec.clone() },
+        )
         .await
+        .map_err(on_form(&spec))
         .map_err(super::tag(&ctx))
 }
 
-/// Any lifecycle action (redeploy, rollback, scale, stop, start, restart, delete).
-#[server(prefix = "/rpc", endpoint = "deployment_action")]
-pub async fn run_deployment_action(
+/// A lifecycle button: `redeploy`, `restart`, `stop`, `start`, `scale` (with `replicas`),
+/// `rollback` (with `release_id`), `delete` (with `remove_volumes` = `on` to drop volumes).
+#[server(prefix = "/rpc", endpoint = "deployment_lifecycle")]
+pub async fn deployment_lifecycle(
     id: String,
-    action: DeploymentAction,
+    action: String,
+    #[server(default)] replicas: Option<String>,
+    #[server(default)] release_id: Option<String>,
+    #[server(default)] remove_volumes: Option<String>,
 ) -> Result<JobView, ApiError> {
     let (services, ctx) = super::context()?;
+    let action = match action.as_str() {
+        "redeploy" => DeploymentAction::Redeploy,
+        "restart" => DeploymentAction::Restart,
+        "stop" => DeploymentAction::Stop,
+        "start" => DeploymentAction::Start,
+        "scale" => {
+            let text = replicas.unwrap_or_default();
+            let replicas = text.trim().parse::<u32>().map_err(|_| {
+                super::tag(&ctx)(ApiError::invalid_field(
+                    "replicas",
+                    "invalid_value",
+                    format!("'{text}' is not a number of instances; use 0–20."),
+                ))
+            })?;
+            DeploymentAction::Scale { replicas }
+        }
+        "rollback" => DeploymentAction::Rollback {
+            release_id: ReleaseId(release_id.unwrap_or_default()),
+        },
+        "delete" => DeploymentAction::Delete {
+            remove_volumes: remove_volumes.is_some_and(|v| v == "on" || v == "true"),
+        },
+        other => {
+            return Err(super::tag(&ctx)(ApiError::new(
+                400,
+                "unknown_action",
+                format!("'{other}' is not an action; use redeploy, restart, stop, start, scale, rollback or delete."),
+            )))
+        }
+    };
     services
         .deployments
         .act(&ctx, &DeploymentId(id), action)

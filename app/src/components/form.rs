@@ -55,6 +55,50 @@ pub fn Field(
     }
 }
 
+/// A labelled multi-line input, with the server's message when it names this field.
+#[component]
+pub fn TextArea(
+    label: &'static str,
+    name: &'static str,
+    #[prop(optional, into)] value: String,
+    #[prop(optional, into)] placeholder: String,
+    #[prop(optional, into)] hint: String,
+    #[prop(default = 3)] rows: u32,
+    #[prop(into)] error: Signal<Option<ApiError>>,
+) -> impl IntoView {
+    let message = move || {
+        error
+            .get()
+            .filter(|e| e.field.as_deref() == Some(name))
+            .map(|e| e.message)
+    };
+    view! {
+        <label class="block text-sm">
+            <span class="mb-1 block font-medium text-slate-700 dark:text-slate-300">{label}</span>
+            <textarea
+                name=name
+                rows=rows
+                placeholder=placeholder
+                class="w-full rounded-md border border-slate-300 bg-white px-3 py-2 font-mono text-xs text-slate-900 focus:border-sky-500 focus:outline-hidden dark:border-slate-700 dark:bg-slate-900 dark:text-slate-100"
+            >
+                {value}
+            </textarea>
+            {(!hint.is_empty())
+                .then(|| view! { <span class="mt-1 block text-xs text-slate-500">{hint.clone()}</span> })}
+            {move || {
+                message()
+                    .map(|m| {
+                        view! {
+                            <span class="field-error mt-1 block text-sm text-red-600 dark:text-red-400">
+                                {m}
+                            </span>
+                        }
+                    })
+            }}
+        </label>
+    }
+}
+
 /// A message for errors that do not belong to one field (or every error, when `all` is set),
 /// with the request id for unexpected ones.
 #[component]

@@ -126,6 +126,25 @@ impl DeploymentForm {
         })
     }
 
+    /// The form field that shows the spec field an error names: `env.3.name` is in `env` or
+    /// `secret_env` (secrets follow the plain variables in the spec), `volumes.0.mount_path`
+    /// in `volumes`, `health_check.*` in `health_path`.
+    pub fn field_for(spec: &DeploymentSpec, field: &str) -> String {
+        let head = field.split('.').next().unwrap_or(field);
+        match head {
+            "env" => {
+                let index: Option<usize> = field.split('.').nth(1).and_then(|i| i.parse().ok());
+                match index.and_then(|i| spec.env.get(i)) {
+                    Some(var) if var.secret => "secret_env".into(),
+                    _ => "env".into(),
+                }
+            }
+            "volumes" => "volumes".into(),
+            "health_check" => "health_path".into(),
+            _ => field.to_owned(),
+        }
+    }
+
     /// The form showing `spec` (secret values left out: their lines are bare names).
     pub fn from_spec(spec: &DeploymentSpec) -> Self {
         let env = spec

@@ -2,6 +2,8 @@
 
 mod account;
 mod admin;
+mod deployment;
+mod deployments;
 mod nodes;
 mod project;
 mod projects;
@@ -9,6 +11,8 @@ mod sign_in;
 
 pub use account::AccountPage;
 pub use admin::{AdminAuditPage, AdminUsersPage};
+pub use deployment::DeploymentPage;
+pub use deployments::{ProjectDeployments, StatusBadge};
 pub use nodes::AdminNodesPage;
 pub use project::ProjectPage;
 pub use projects::ProjectsPage;

@@ -59,6 +59,7 @@ fn ProjectBody(project: ProjectView, rename: ServerAction<RenameProject>) -> imp
                 "Created " {created} " · your role: " {my_role}
             </p>
         </Card>
+        <super::ProjectDeployments project=project.id.clone() />
         <Members project=project.clone() can_manage=can_manage />
         {can_manage
             .then(|| {
