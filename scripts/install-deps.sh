@@ -10,9 +10,9 @@ want_test=0
 
 sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-packages=(gcc pkg-config)
+packages=(gcc pkg-config busybox-static)
 if [[ $want_test -eq 1 ]]; then
-  packages+=(postgresql chromium chromium-driver python3-venv curl busybox-static)
+  packages+=(postgresql chromium chromium-driver python3-venv curl)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh --release
+bash scripts/demo-image.sh
 exec env BERTH_SITE_ROOT="${CARGO_TARGET_DIR:-target}/site" "${CARGO_TARGET_DIR:-target}/release/berth" serve

@@ -24,16 +24,18 @@ step "build: server, wasm frontend, wasm-bindgen"
 bash scripts/build.sh
 
 pg_started=""
-# Every Docker object the tests create carries the label berth.test=1; remove what a failed
-# or killed test left behind.
+# Every Docker object the tests create carries the label berth.test (1, or e2e for the browser
+# tests); remove what a failed or killed test left behind.
 docker_cleanup() {
-  local ids
-  ids=$(docker ps -aq --filter label=berth.test=1)
-  [[ -n $ids ]] && docker rm -f -v $ids >/dev/null || true
-  ids=$(docker network ls -q --filter label=berth.test=1)
-  [[ -n $ids ]] && docker network rm $ids >/dev/null || true
-  ids=$(docker volume ls -q --filter label=berth.test=1)
-  [[ -n $ids ]] && docker volume rm $ids >/dev/null || true
+  local ids value
+  for value in 1 e2e; do
+    ids=$(docker ps -aq --filter "label=berth.test=$value")
+    [[ -n $ids ]] && docker rm -f -v $ids >/dev/null || true
+    ids=$(docker network ls -q --filter "label=berth.test=$value")
+    [[ -n $ids ]] && docker network rm $ids >/dev/null || true
+    ids=$(docker volume ls -q --filter "label=berth.test=$value")
+    [[ -n $ids ]] && docker volume rm $ids >/dev/null || true
+  done
 }
 cleanup() {
   docker_cleanup
@@ -64,6 +66,7 @@ step "unit + integration tests (app, server; SQLite and PostgreSQL; OIDC provide
 cargo test -p app -p server
 
 step "browser tests (headless Chromium)"
+bash scripts/demo-image.sh
 BERTH_BIN="$PWD/${CARGO_TARGET_DIR:-target}/debug/berth" \
 BERTH_SITE_ROOT="$PWD/${CARGO_TARGET_DIR:-target}/site" \
   cargo test -p end2end

@@ -1,6 +1,8 @@
 //! A user's first visit, in headless Chromium: sign in with the one-time password, choose a
 //! new one, create a project and see it listed without a page reload (the wasm is running),
-//! switch the theme, and see a field error. Saves `target/e2e-projects.png`.
+//! switch the theme, and see a field error; then deploy the local demo image, see it healthy
+//! with its node and container id, `docker kill` it and watch Berth bring it back. Saves
+//! `target/e2e-projects.png` and `target/e2e-deployment.png`.
 //!
 //! Needs `BERTH_BIN` (the built binary) and `BERTH_SITE_ROOT` (with `pkg/`), as
 //! scripts/test.sh sets them, plus `chromedriver` and `chromium` on PATH.
@@ -235,19 +237,100 @@ async fn first_visit(c: &Client, url: &str, password: &str) -> Result<()> {
     if title.text().await? != "e2e-shop" {
         return Err("project page shows another name".into());
     }
+    deploy_and_watch(c).await
+}
+
+/// Deploys the local demo image from the project page, sees it healthy with its node and
+/// container id, kills the container with `docker kill` and watches Berth bring it back.
+async fn deploy_and_watch(c: &Client) -> Result<()> {
+    fill(c, "#new-deployment-form", "name", "hello").await?;
+    fill(
+        c,
+        "#new-deployment-form",
+        "image",
+        "berth-demo/httpd:latest",
+    )
+    .await?;
+    fill(c, "#new-deployment-form", "http_port", "8080").await?;
+    c.find(Locator::Css("#new-deployment-form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    c.wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::XPath(
+            "//table[@id='deployments']//a[text()='hello']",
+        ))
+        .await?
+        .click()
+        .await?;
+    let healthy = "//tr[@class='instance'][td[@class='health' and text()='healthy']]";
+    let row = c
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::XPath(healthy))
+        .await?;
+    let node = row.find(Locator::Css("td.node")).await?.text().await?;
+    let container = row
+        .find(Locator::Css("td.container-id"))
+        .await?
+        .attr("title")
+        .await?
+        .unwrap_or_default();
+    if node != "local" || container.len() < 12 {
+        return Err(format!("instance row shows node '{node}', container '{container}'").into());
+    }
+    let killed = Command::new("docker").args(["kill", &container]).output()?;
+    if !killed.status.success() {
+        return Err(format!("docker kill failed: {killed:?}").into());
+    }
+    // The page refreshes itself (wasm) and shows the instance healthy again, restarted once.
+    c.wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::XPath(&format!("{healthy}[td[8][text()='1']]")))
+        .await?;
+    let shot = c.screenshot().await?;
+    std::fs::write(workspace_target().join("e2e-deployment.png"), shot)?;
     Ok(())
+}
+
+/// Removes containers and networks carrying `label`.
+fn remove_test_containers(label: &str) {
+    let filter = format!("label={label}");
+    for (list, remove) in [
+        (vec!["ps", "-aq", "--filter", &filter], vec!["rm", "-f"]),
+        (
+            vec!["network", "ls", "-q", "--filter", &filter],
+            vec!["network", "rm"],
+        ),
+    ] {
+        let Ok(out) = Command::new("docker").args(&list).output() else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("docker").args(&remove).arg(id).output();
+        }
+    }
 }
 
 #[tokio::test]
 async fn a_new_admin_signs_in_and_creates_a_project() {
     let data = tempfile::tempdir().unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let (_berth, url, password) = start_berth(data.path(), &[]);
+    // Containers this Berth creates carry berth.test=e2e, removed at the end.
+    let config = data.path().join("berth.toml");
+    std::fs::write(&config, "[docker_labels]\n\"berth.test\" = \"e2e\"\n").unwrap();
+    let (berth, url, password) = start_berth(
+        data.path(),
+        &[("BERTH_CONFIG", config.display().to_string())],
+    );
     let (_driver, driver_port) = start_chromedriver();
     let client = connect(driver_port, profile.path()).await;
     let result = first_visit(&client, &url, &password).await;
     // Close the browser before failing so that no Chromium is left running.
     let _ = client.close().await;
+    drop(berth);
+    remove_test_containers("berth.test=e2e");
     result.unwrap();
 }
 

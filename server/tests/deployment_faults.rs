@@ -375,25 +375,29 @@ async fn kill_9_during_a_rollout_then_restart_finishes_the_job() {
     std::fs::write(
         dir.path().join("berth.toml"),
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nreconcile_interval_secs = 2\n\n[docker_labels]\n\"berth.test\" = \"1\"\n",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nreconcile_interval_secs = 2\n\n[docker_labels]\n\"berth.test\" = \"1\"\n\"berth.test-run\" = \"kill9-{port}\"\n",
             dir.path().display()
         ),
     )
     .unwrap();
     let log_path = std::env::temp_dir().join(format!("berth-kill9-{port}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
+    // Whatever happens, the processes are killed and their containers removed at the end.
+    let _cleanup = RemoveOnDrop(format!("berth.test-run=kill9-{port}"));
     let start = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args([
-                "--config",
-                dir.path().join("berth.toml").to_str().unwrap(),
-                "serve",
-            ])
-            .env("BERTH_SITE_ROOT", dir.path())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log.try_clone().unwrap())
-            .spawn()
-            .unwrap()
+        KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+                .args([
+                    "--config",
+                    dir.path().join("berth.toml").to_str().unwrap(),
+                    "serve",
+                ])
+                .env("BERTH_SITE_ROOT", dir.path())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log.try_clone().unwrap())
+                .spawn()
+                .unwrap(),
+        )
     };
     let mut berth = start();
     let password = read_one_time_password(&log_path);
@@ -455,11 +459,11 @@ async fn kill_9_during_a_rollout_then_restart_finishes_the_job() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    berth.kill().unwrap();
-    berth.wait().unwrap();
+    berth.0.kill().unwrap();
+    berth.0.wait().unwrap();
     assert_eq!(containers_with(&format!("berth.deployment={id}")).len(), 1);
 
-    let mut berth = start();
+    let _berth = start();
     wait_listening(port);
     // A new client: the old one's pooled connections died with the old process.
     let b = browser();
@@ -478,10 +482,26 @@ async fn kill_9_during_a_rollout_then_restart_finishes_the_job() {
         Some("berth test image")
     );
     assert_eq!(d["instances"].as_array().unwrap().len(), 1, "{d:#}");
-    let _ = berth.kill();
-    let _ = berth.wait();
-    docker_cleanup(&format!("berth.project={project}"));
     let _ = std::fs::remove_file(&log_path);
+}
+
+/// A `berth` process, killed when the test ends (also when it fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Removes the Docker objects carrying a label when the test ends.
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        docker_cleanup(&self.0);
+    }
 }
 
 /// The first admin's one-time password, from what `berth serve` printed.

@@ -49,6 +49,16 @@ async fn lifecycle(db: Db) {
         .unwrap()
         .starts_with("sha256:"));
 
+    // The node counters follow what was placed: one small instance.
+    let nodes = admin
+        .get("/api/v1/nodes")
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert_eq!(nodes[0]["instances"], 1, "{nodes:#}");
+    assert_eq!(nodes[0]["cpu_allocated_millicores"], 250);
+    assert_eq!(nodes[0]["memory_allocated_bytes"], 268435456);
+
     // The secret reached the container, but never the API nor the database in clear.
     let text = owner
         .get(&format!("/api/v1/deployments/{id}"))

@@ -311,6 +311,15 @@ pub struct NodeView {
     pub engine_version: Option<String>,
     /// Unix epoch milliseconds of the last successful contact.
     pub last_seen_at_ms: Option<i64>,
+    /// Instances placed on the node now.
+    #[serde(default)]
+    pub instances: i64,
+    /// CPU reserved by those instances' plans, thousandths of a core.
+    #[serde(default)]
+    pub cpu_allocated_millicores: i64,
+    /// Memory reserved by those instances' plans, bytes.
+    #[serde(default)]
+    pub memory_allocated_bytes: i64,
 }
 
 /// A plan: the resources one instance gets.

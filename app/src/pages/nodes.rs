@@ -65,7 +65,7 @@ fn NodesCard() -> impl IntoView {
                         Ok(list) => view! {
                             <table id="nodes" class="w-full text-left text-sm">
                                 <thead class="text-slate-500">
-                                    <tr><th class="py-2">"Node"</th><th>"Region / zone"</th><th>"CPU"</th><th>"Memory"</th><th>"Max instances"</th><th>"State"</th><th>"Engine"</th><th></th></tr>
+                                    <tr><th class="py-2">"Node"</th><th>"Region / zone"</th><th>"CPU allocated / capacity"</th><th>"Memory allocated / capacity"</th><th>"Instances / max"</th><th>"State"</th><th>"Engine"</th><th></th></tr>
                                 </thead>
                                 <tbody class="divide-y divide-slate-200 dark:divide-slate-800">
                                     {list.into_iter().map(|n| {
@@ -74,9 +74,9 @@ fn NodesCard() -> impl IntoView {
                                             <tr title=n.endpoint.clone()>
                                                 <td class="py-2 font-medium">{n.name.clone()}</td>
                                                 <td>{format!("{} / {}", n.region, n.availability_zone)}</td>
-                                                <td>{format_cores(n.cpu_millicores)} " cores"</td>
-                                                <td>{format_bytes(n.memory_bytes)}</td>
-                                                <td>{n.max_instances}</td>
+                                                <td class="cpu">{format!("{} / {} cores", format_cores(n.cpu_allocated_millicores), format_cores(n.cpu_millicores))}</td>
+                                                <td class="memory">{format!("{} / {}", format_bytes(n.memory_allocated_bytes), format_bytes(n.memory_bytes))}</td>
+                                                <td class="instances">{format!("{} / {}", n.instances, n.max_instances)}</td>
                                                 <td>{state_badge(n.state)}</td>
                                                 <td class="text-xs text-slate-500">
                                                     {n.engine_version.clone().unwrap_or_default()} " · seen "

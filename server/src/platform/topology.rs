@@ -34,6 +34,9 @@ fn node_view(n: NodeRecord) -> NodeView {
         state: NodeState::parse(&n.state).unwrap_or(NodeState::Down),
         engine_version: n.engine_version,
         last_seen_at_ms: n.last_seen_at_ms,
+        instances: 0,
+        cpu_allocated_millicores: 0,
+        memory_allocated_bytes: 0,
     }
 }
 
@@ -156,7 +159,28 @@ impl TopologyService for TopologyConsole {
             .nodes()
             .await
             .map_err(internal("list nodes"))?;
-        Ok(nodes.into_iter().map(node_view).collect())
+        let allocations = self
+            .store
+            .locations()
+            .allocations()
+            .await
+            .map_err(internal("node allocations"))?;
+        Ok(nodes
+            .into_iter()
+            .map(|n| {
+                let a = allocations
+                    .iter()
+                    .find(|a| a.node_id == n.id)
+                    .cloned()
+                    .unwrap_or_default();
+                NodeView {
+                    instances: a.instances,
+                    cpu_allocated_millicores: a.cpu_millicores,
+                    memory_allocated_bytes: a.memory_bytes,
+                    ..node_view(n)
+                }
+            })
+            .collect())
     }
 
     async fn set_node_state(
