@@ -192,6 +192,15 @@ pub trait TopologyService: Send + Sync {
         spec: PlanSpec,
     ) -> Result<PlanView, ApiError>;
     async fn list_nodes(&self, ctx: &RequestContext) -> Result<Vec<NodeView>, ApiError>;
+    /// Regions with their placement strategy (admins).
+    async fn list_regions(&self, ctx: &RequestContext) -> Result<Vec<RegionView>, ApiError>;
+    /// Sets the placement strategy of region `name` (admins). 404 `region_not_found`.
+    async fn set_placement_strategy(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        strategy: PlacementStrategy,
+    ) -> Result<RegionView, ApiError>;
     /// Drains (`draining`), re-activates or marks a node down. 404 `node_not_found`.
     async fn set_node_state(
         &self,

@@ -166,6 +166,68 @@ async fn bad_input_gets_clear_errors_and_the_running_release_stays() {
         "{error}"
     );
 
+    // Per region, resource-based placement refuses to overcommit: two instances of a plan
+    // with 60% of the node's memory do not fit, and the error says what is free.
+    let regions = admin
+        .get("/api/v1/regions")
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert_eq!(
+        regions,
+        json!([{"name": "default", "placement_strategy": "least-loaded"}])
+    );
+    admin
+        .http
+        .put(admin.url("/api/v1/regions/default/placement-strategy"))
+        .header("origin", &admin.base)
+        .json(&json!({"placement_strategy": "fastest"}))
+        .send()
+        .await
+        .unwrap()
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+        .await;
+    b.http
+        .put(b.url("/api/v1/regions/default/placement-strategy"))
+        .header("origin", &b.base)
+        .json(&json!({"placement_strategy": "round-robin"}))
+        .send()
+        .await
+        .unwrap()
+        .expect_error(StatusCode::FORBIDDEN, "forbidden")
+        .await;
+    let set = admin
+        .http
+        .put(admin.url("/api/v1/regions/default/placement-strategy"))
+        .header("origin", &admin.base)
+        .json(&json!({"placement_strategy": "resource-based"}))
+        .send()
+        .await
+        .unwrap()
+        .expect_status(StatusCode::OK)
+        .await;
+    assert_eq!(set["placement_strategy"], "resource-based");
+    let nodes = admin
+        .get("/api/v1/nodes")
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    let memory = nodes[0]["memory_bytes"].as_i64().unwrap() / 10 * 6 / (1 << 20) * (1 << 20);
+    let plan = admin
+        .post_json("/api/v1/plans", &json!({"name": "most", "cpu_millicores": 100, "memory_bytes": memory, "storage_bytes": 0}))
+        .await
+        .expect_status(StatusCode::CREATED)
+        .await;
+    let mut pair = command_spec(&serve);
+    pair["plan_id"] = plan["id"].clone();
+    let (_, job) = create(&b, &project, "pair", 2, pair).await;
+    assert_eq!(job["status"], "failed", "{job:#}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("No node can take an instance of plan 'most'") && error.contains("MiB free"),
+        "{error}"
+    );
+
     // A first release that never gets healthy leaves the deployment failed, with the reason.
     let (never, job) = create(
         &b,

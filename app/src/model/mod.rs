@@ -347,6 +347,56 @@ pub struct PlanSpec {
     pub storage_bytes: i64,
 }
 
+/// How placement orders the nodes of a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum PlacementStrategy {
+    /// The node with the fewest instances (then the least CPU reserved).
+    LeastLoaded,
+    /// Nodes in turn.
+    RoundRobin,
+    /// Only nodes where the plan fits in capacity minus what is reserved; the one left with
+    /// the most room.
+    ResourceBased,
+}
+
+impl PlacementStrategy {
+    /// The stored form: `least-loaded`, `round-robin`, `resource-based`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LeastLoaded => "least-loaded",
+            Self::RoundRobin => "round-robin",
+            Self::ResourceBased => "resource-based",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "least-loaded" => Some(Self::LeastLoaded),
+            "round-robin" => Some(Self::RoundRobin),
+            "resource-based" => Some(Self::ResourceBased),
+            _ => None,
+        }
+    }
+}
+
+/// A region and the placement strategy used inside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RegionView {
+    pub name: String,
+    pub placement_strategy: PlacementStrategy,
+}
+
+/// Request to change a region's placement strategy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SetPlacementStrategy {
+    pub placement_strategy: PlacementStrategy,
+}
+
 /// Request to change a node's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

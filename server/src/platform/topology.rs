@@ -183,6 +183,61 @@ impl TopologyService for TopologyConsole {
             .collect())
     }
 
+    async fn list_regions(&self, ctx: &RequestContext) -> Result<Vec<RegionView>, ApiError> {
+        ctx.admin()?;
+        let regions = self
+            .store
+            .topology()
+            .region_strategies()
+            .await
+            .map_err(internal("list regions"))?;
+        Ok(regions
+            .into_iter()
+            .map(|(name, strategy)| RegionView {
+                name,
+                placement_strategy: PlacementStrategy::parse(&strategy)
+                    .unwrap_or(PlacementStrategy::LeastLoaded),
+            })
+            .collect())
+    }
+
+    async fn set_placement_strategy(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        strategy: PlacementStrategy,
+    ) -> Result<RegionView, ApiError> {
+        ctx.admin()?;
+        match self
+            .store
+            .topology()
+            .set_region_strategy(name, strategy.as_str())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => {
+                return Err(ApiError::not_found(
+                    "region_not_found",
+                    format!("There is no region named '{name}'."),
+                ))
+            }
+            Err(e) => return Err(internal("set placement strategy")(e)),
+        }
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "region.set_placement_strategy",
+            format!("region:{name}"),
+            json!({"placement_strategy": strategy.as_str()}),
+        )
+        .await?;
+        Ok(RegionView {
+            name: name.to_owned(),
+            placement_strategy: strategy,
+        })
+    }
+
     async fn set_node_state(
         &self,
         ctx: &RequestContext,

@@ -269,4 +269,18 @@ impl<'a> Topology<'a> {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }
+
+    /// Sets a region's placement strategy (`least-loaded`, `round-robin`, `resource-based`).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown region.
+    pub async fn set_region_strategy(&self, region: &str, strategy: &str) -> StoreResult<()> {
+        touched(
+            sqlx::query("UPDATE regions SET placement_strategy = $1 WHERE name = $2")
+                .bind(strategy)
+                .bind(region)
+                .execute(self.pool)
+                .await?,
+        )
+    }
 }

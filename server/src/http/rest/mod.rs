@@ -94,6 +94,11 @@ pub fn router() -> Router<AppState> {
         .route("/plans/{id}", put(topology::update_plan))
         .route("/nodes", get(topology::list_nodes))
         .route("/nodes/{id}/state", put(topology::set_node_state))
+        .route("/regions", get(topology::list_regions))
+        .route(
+            "/regions/{name}/placement-strategy",
+            put(topology::set_placement_strategy),
+        )
         .route(
             "/projects/{id}/deployments",
             get(deployments::list).post(deployments::create),

@@ -37,6 +37,7 @@ impl Modify for Security {
         admin::list_users, admin::create_user, admin::audit_events,
         topology::list_plans, topology::create_plan, topology::update_plan,
         topology::list_nodes, topology::set_node_state,
+        topology::list_regions, topology::set_placement_strategy,
         deployments::list, deployments::create, deployments::get_one, deployments::act,
         deployments::remove, deployments::job, deployments::logs,
     ),

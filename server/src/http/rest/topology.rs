@@ -1,4 +1,4 @@
-//! `/api/v1/plans`, `/api/v1/nodes`.
+//! `/api/v1/plans`, `/api/v1/nodes`, `/api/v1/regions`.
 
 use app::model::*;
 use app::services::RequestContext;
@@ -93,6 +93,43 @@ pub async fn set_node_state(
         .services
         .topology
         .set_node_state(&ctx, &NodeId(id), req.state)
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// Regions with their placement strategy (admins).
+#[utoipa::path(get, path = "/api/v1/regions", tag = "topology",
+    responses((status = 200, body = [RegionView]), (status = 403, body = ErrorEnvelope)))]
+pub async fn list_regions(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> RestResult<Json<Vec<RegionView>>> {
+    state
+        .services
+        .topology
+        .list_regions(&ctx)
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// Sets a region's placement strategy: `least-loaded`, `round-robin` or `resource-based`
+/// (admins).
+#[utoipa::path(put, path = "/api/v1/regions/{name}/placement-strategy", tag = "topology",
+    request_body = SetPlacementStrategy,
+    params(("name" = String, Path, description = "region name")),
+    responses((status = 200, body = RegionView), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn set_placement_strategy(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<SetPlacementStrategy>,
+) -> RestResult<Json<RegionView>> {
+    state
+        .services
+        .topology
+        .set_placement_strategy(&ctx, &name, req.placement_strategy)
         .await
         .map(Json)
         .map_err(fail(&ctx))
