@@ -373,12 +373,14 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Scale and start: the current release gets the desired number of healthy instances.
-    async fn converge(
+    /// The deployment's current release and its spec.
+    ///
+    /// # Errors
+    /// `Invalid` when no release ever became current (nothing to scale, start or restart).
+    async fn current_release(
         &self,
         deployment: &DeploymentRecord,
-        progress: &Progress,
-    ) -> Result<(), DeployError> {
+    ) -> Result<(ReleaseRecord, DeploymentSpec), DeployError> {
         let Some(release_id) = &deployment.current_release_id else {
             return Err(DeployError::Invalid(
                 "the deployment has no working release yet; deploy one first".into(),
@@ -391,6 +393,16 @@ impl Orchestrator {
             .await?
             .ok_or_else(|| DeployError::Invalid("the current release vanished".into()))?;
         let spec = release_spec(&release)?;
+        Ok((release, spec))
+    }
+
+    /// Scale and start: the current release gets the desired number of healthy instances.
+    async fn converge(
+        &self,
+        deployment: &DeploymentRecord,
+        progress: &Progress,
+    ) -> Result<(), DeployError> {
+        let (release, spec) = self.current_release(deployment).await?;
         self.fill_release(deployment, &release, &spec, progress)
             .await?;
         progress.done().await;
@@ -439,18 +451,7 @@ impl Orchestrator {
         deployment: &DeploymentRecord,
         progress: &Progress,
     ) -> Result<(), DeployError> {
-        let Some(release_id) = &deployment.current_release_id else {
-            return Err(DeployError::Invalid(
-                "the deployment has no working release".into(),
-            ));
-        };
-        let release = self
-            .store
-            .deployments()
-            .release_by_id(release_id)
-            .await?
-            .ok_or_else(|| DeployError::Invalid("the current release vanished".into()))?;
-        let spec = release_spec(&release)?;
+        let (release, spec) = self.current_release(deployment).await?;
         let locs: Vec<LocationRecord> = self
             .store
             .locations()
