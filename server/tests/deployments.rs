@@ -242,6 +242,16 @@ async fn lifecycle(db: Db) {
     })
     .await;
     assert_eq!(healthy(&d).len(), 2);
+    let job = act(&owner, &id, json!({"action": "restart"})).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let restarts = job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "restart")
+        .count();
+    assert_eq!(restarts, 2, "one instance after the other: {job:#}");
+    assert_eq!(healthy(&detail(&owner, &id).await).len(), 2);
 
     // A stranger sees nothing; the owner cannot delete the project while it has deployments.
     let stranger = app.customer(&admin, "stranger@example.com").await;
