@@ -24,12 +24,6 @@ pub fn Field(
     #[prop(optional)] required: bool,
     #[prop(into)] error: Signal<Option<ApiError>>,
 ) -> impl IntoView {
-    let message = move || {
-        error
-            .get()
-            .filter(|e| e.field.as_deref() == Some(name))
-            .map(|e| e.message)
-    };
     view! {
         <label class="block text-sm">
             <span class="mb-1 block font-medium text-slate-700 dark:text-slate-300">{label}</span>
@@ -41,17 +35,25 @@ pub fn Field(
                 required=required
                 class="w-full rounded-md border border-slate-300 bg-white px-3 py-2 text-slate-900 focus:border-sky-500 focus:outline-hidden dark:border-slate-700 dark:bg-slate-900 dark:text-slate-100"
             />
-            {move || {
-                message()
-                    .map(|m| {
-                        view! {
-                            <span class="field-error mt-1 block text-sm text-red-600 dark:text-red-400">
-                                {m}
-                            </span>
-                        }
-                    })
-            }}
+            <FieldMessage name=name error=error />
         </label>
+    }
+}
+
+/// The server's message under a field, when the error names field `name`.
+#[component]
+fn FieldMessage(name: &'static str, error: Signal<Option<ApiError>>) -> impl IntoView {
+    move || {
+        error
+            .get()
+            .filter(|e| e.field.as_deref() == Some(name))
+            .map(|e| {
+                view! {
+                    <span class="field-error mt-1 block text-sm text-red-600 dark:text-red-400">
+                        {e.message}
+                    </span>
+                }
+            })
     }
 }
 
@@ -66,12 +68,6 @@ pub fn TextArea(
     #[prop(default = 3)] rows: u32,
     #[prop(into)] error: Signal<Option<ApiError>>,
 ) -> impl IntoView {
-    let message = move || {
-        error
-            .get()
-            .filter(|e| e.field.as_deref() == Some(name))
-            .map(|e| e.message)
-    };
     view! {
         <label class="block text-sm">
             <span class="mb-1 block font-medium text-slate-700 dark:text-slate-300">{label}</span>
@@ -85,16 +81,7 @@ pub fn TextArea(
             </textarea>
             {(!hint.is_empty())
                 .then(|| view! { <span class="mt-1 block text-xs text-slate-500">{hint.clone()}</span> })}
-            {move || {
-                message()
-                    .map(|m| {
-                        view! {
-                            <span class="field-error mt-1 block text-sm text-red-600 dark:text-red-400">
-                                {m}
-                            </span>
-                        }
-                    })
-            }}
+            <FieldMessage name=name error=error />
         </label>
     }
 }

@@ -151,14 +151,7 @@ impl Orchestrator {
         } else {
             0
         };
-        let mine: Vec<LocationRecord> = self
-            .store
-            .locations()
-            .for_deployment(&deployment.id)
-            .await?
-            .into_iter()
-            .filter(|l| l.release_id == release.id)
-            .collect();
+        let mine: Vec<LocationRecord> = self.release_locations(&deployment.id, &release.id).await?;
         for extra in mine.iter().filter(|l| l.slot >= desired) {
             progress
                 .note(format!("removing instance {}", extra.slot))
@@ -359,18 +352,27 @@ impl Orchestrator {
         deployment: &DeploymentRecord,
         release_id: &str,
     ) -> Result<(), DeployError> {
-        let locs: Vec<LocationRecord> = self
-            .store
-            .locations()
-            .for_deployment(&deployment.id)
-            .await?
-            .into_iter()
-            .filter(|l| l.release_id == release_id)
-            .collect();
+        let locs: Vec<LocationRecord> = self.release_locations(&deployment.id, release_id).await?;
         for r in join_all(locs.iter().map(|l| self.retire(l, DISCARD_GRACE_SECS))).await {
             r?;
         }
         Ok(())
+    }
+
+    /// The instances of one release of a deployment.
+    async fn release_locations(
+        &self,
+        deployment_id: &str,
+        release_id: &str,
+    ) -> Result<Vec<LocationRecord>, DeployError> {
+        Ok(self
+            .store
+            .locations()
+            .for_deployment(deployment_id)
+            .await?
+            .into_iter()
+            .filter(|l| l.release_id == release_id)
+            .collect())
     }
 
     /// The deployment's current release and its spec.
@@ -452,14 +454,7 @@ impl Orchestrator {
         progress: &Progress,
     ) -> Result<(), DeployError> {
         let (release, spec) = self.current_release(deployment).await?;
-        let locs: Vec<LocationRecord> = self
-            .store
-            .locations()
-            .for_deployment(&deployment.id)
-            .await?
-            .into_iter()
-            .filter(|l| l.release_id == release.id)
-            .collect();
+        let locs: Vec<LocationRecord> = self.release_locations(&deployment.id, &release.id).await?;
         for loc in &locs {
             progress
                 .begin("restart", format!("restarting instance {}", loc.slot))
