@@ -10,9 +10,12 @@ want_test=0
 
 sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-packages=(gcc pkg-config busybox-static)
+# openssh-client: Berth reaches ssh:// nodes through the system ssh client.
+packages=(gcc pkg-config busybox-static openssh-client)
 if [[ $want_test -eq 1 ]]; then
-  packages+=(postgresql chromium chromium-driver python3-venv curl)
+  # openssl + nginx (stream module): a TLS-guarded Docker endpoint for the remote-node tests;
+  # openssh-server: an sshd for ssh:// nodes (the tests start both on loopback, never as services).
+  packages+=(postgresql chromium chromium-driver python3-venv curl openssl nginx libnginx-mod-stream openssh-server)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -21,7 +24,18 @@ done
 if [[ ${#missing[@]} -gt 0 ]]; then
   echo "install-deps: installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
+  # No package may start a service (openssh-server would listen on 0.0.0.0:22): policy-rc.d
+  # answers 101 ("action forbidden") while installing, unless the machine has its own.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | sudo_if_needed tee "$policy" >/dev/null
+    sudo_if_needed chmod 755 "$policy"
+    own_policy=1
+    trap 'sudo_if_needed rm -f "$policy"' EXIT
+  fi
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [[ $own_policy -eq 1 ]]; then sudo_if_needed rm -f "$policy"; fi
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -208,6 +208,10 @@ pub trait TopologyService: Send + Sync {
         id: &NodeId,
         state: NodeState,
     ) -> Result<NodeView, ApiError>;
+    /// Connects to a Docker engine and adds it as a node (admins). 400 for a bad field (the
+    /// message says what is accepted), 409 `name_taken`, 422 `engine_unreachable` when Berth
+    /// cannot connect (nothing is stored then).
+    async fn add_node(&self, ctx: &RequestContext, node: AddNode) -> Result<NodeView, ApiError>;
 }
 
 /// Deployments of a project and their lifecycle. Members of the project (and admins) may use

@@ -101,9 +101,10 @@ async fn main() {
         .iter()
         .map(|d| d["id"].as_str().unwrap().to_owned())
         .collect();
-    let engine = berth::runtime::Engine::connect("unix:///var/run/docker.sock")
-        .await
-        .unwrap();
+    let engine =
+        berth::runtime::Engine::connect("unix:///var/run/docker.sock", &Default::default())
+            .await
+            .unwrap();
     let mut recoveries = Vec::new();
     for _round in 0..2 {
         for id in &ids {

@@ -67,6 +67,7 @@ impl Application {
             secrets.clone(),
             installation,
             config.docker_labels.clone(),
+            config.data_dir.join("engines"),
         ));
         if let Some((node_id, engine)) = connect_local_engine(&store, &config).await {
             orchestrator.attach_engine(&node_id, engine);
@@ -97,7 +98,7 @@ impl Application {
             )),
             projects: Arc::new(ProjectsService::new(store.clone())),
             admin: Arc::new(AdminConsole::new(store.clone())),
-            topology: Arc::new(TopologyConsole::new(store.clone())),
+            topology: Arc::new(TopologyConsole::new(store.clone(), orchestrator.clone())),
             deployments: Arc::new(DeploymentsService::new(
                 store.clone(),
                 secrets,
@@ -221,7 +222,7 @@ impl Application {
 /// the connection. Berth starts without it (the portal and API work; deploy jobs fail naming
 /// the unreachable node) and says why in the log.
 async fn connect_local_engine(store: &Store, config: &Config) -> Option<(String, Arc<Engine>)> {
-    let engine = match Engine::connect(&config.docker_host).await {
+    let engine = match Engine::connect(&config.docker_host, &Default::default()).await {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(docker_host = %config.docker_host, error = %e, "local Docker engine unreachable; node `local` not registered");

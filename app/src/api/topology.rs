@@ -1,5 +1,8 @@
 //! Server functions for nodes and plans (the service checks who may do what).
 
+// One argument per form field: plain HTML forms (no JavaScript) post flat fields.
+#![allow(clippy::too_many_arguments)]
+
 use leptos::prelude::*;
 
 use crate::model::*;
@@ -102,6 +105,83 @@ pub async fn set_node_state(id: NodeId, state: String) -> Result<NodeView, ApiEr
     services
         .topology
         .set_node_state(&ctx, &id, state)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Adds a Docker engine as a node (admins); the form's empty fields mean "none".
+#[server(prefix = "/rpc", endpoint = "add_node")]
+pub async fn connect_node(
+    name: String,
+    region: String,
+    availability_zone: String,
+    endpoint: String,
+    max_instances: String,
+    tls_ca_pem: String,
+    tls_cert_pem: String,
+    private_key_pem: String,
+) -> Result<NodeView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let optional = |v: String| Some(v).filter(|v| !v.trim().is_empty());
+    let max_instances = match max_instances.trim() {
+        "" => None,
+        text => Some(text.parse::<i64>().map_err(|_| {
+            ApiError::invalid_field(
+                "max_instances",
+                "not_a_number",
+                format!("'{text}' is not a whole number of instances."),
+            )
+        })?),
+    };
+    let node = crate::model::AddNode {
+        name,
+        region,
+        availability_zone,
+        endpoint,
+        max_instances,
+        tls_ca_pem: optional(tls_ca_pem),
+        tls_cert_pem: optional(tls_cert_pem),
+        private_key_pem: optional(private_key_pem),
+    };
+    services
+        .topology
+        .add_node(&ctx, node)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Regions with their placement strategy (admins).
+#[server(prefix = "/rpc", endpoint = "list_regions")]
+pub async fn list_regions() -> Result<Vec<RegionView>, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .topology
+        .list_regions(&ctx)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Sets a region's placement strategy: `least-loaded`, `round-robin` or `resource-based`.
+#[server(prefix = "/rpc", endpoint = "set_placement_strategy")]
+pub async fn set_placement_strategy(
+    region: String,
+    strategy: String,
+) -> Result<RegionView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let parsed = PlacementStrategy::parse(&strategy)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "strategy",
+                "invalid_strategy",
+                format!(
+                    "'{strategy}' is not a placement strategy. Use least-loaded, round-robin or resource-based."
+                ),
+            )
+        })
+        .map_err(super::tag(&ctx))?;
+    services
+        .topology
+        .set_placement_strategy(&ctx, &region, parsed)
         .await
         .map_err(super::tag(&ctx))
 }

@@ -311,6 +311,14 @@ pub struct NodeView {
     pub engine_version: Option<String>,
     /// Unix epoch milliseconds of the last successful contact.
     pub last_seen_at_ms: Option<i64>,
+    /// Why the last contact with the engine failed; `None` while it answers. Placement skips
+    /// a node with an error.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Whether Berth holds TLS client credentials or an SSH identity for the node (never the
+    /// credentials themselves).
+    #[serde(default)]
+    pub has_credentials: bool,
     /// Instances placed on the node now.
     #[serde(default)]
     pub instances: i64,
@@ -332,6 +340,36 @@ pub struct PlanView {
     pub cpu_millicores: i64,
     pub memory_bytes: i64,
     pub storage_bytes: i64,
+}
+
+/// A Docker engine to add as a node (admins). Berth connects with the credentials given,
+/// reads the capacity from the engine, and stores the node only if that works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AddNode {
+    /// Unique, a DNS label of 1–30 characters.
+    pub name: String,
+    /// Created if missing (DNS label).
+    pub region: String,
+    /// Created in the region if missing (DNS label).
+    pub availability_zone: String,
+    /// `tcp://host:port` (TLS with a client certificate), `ssh://user@host[:port]` or
+    /// `unix:///path/to/docker.sock`.
+    pub endpoint: String,
+    /// Most instances placed on the node; default 100; 1–10000.
+    #[serde(default)]
+    pub max_instances: Option<i64>,
+    /// `tcp://` only: PEM of the CA that signed the engine's server certificate.
+    #[serde(default)]
+    pub tls_ca_pem: Option<String>,
+    /// `tcp://` only: PEM of the client certificate Berth presents.
+    #[serde(default)]
+    pub tls_cert_pem: Option<String>,
+    /// The client certificate's private key (`tcp://`, required) or the SSH identity
+    /// (`ssh://`, optional: without it the `ssh` client's own keys and agent are used). Stored
+    /// encrypted, never returned.
+    #[serde(default)]
+    pub private_key_pem: Option<String>,
 }
 
 /// A plan to create, or the new values of one.

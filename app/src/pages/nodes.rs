@@ -1,12 +1,17 @@
-//! The management console's topology page: nodes by region and zone (drain / activate) and
-//! the plans customers choose from.
+//! The management console's topology page: nodes by region and zone (drain / activate, add a
+//! remote engine), each region's placement strategy, and the plans customers choose from.
 
 use leptos::prelude::*;
 
 use crate::{
-    api::topology::{list_nodes, list_plans, CreatePlan, SetNodeState},
-    components::{action_error, format_time, Card, ErrorPanel, Field, FormError, Portal, Submit},
-    model::NodeState,
+    api::topology::{
+        list_nodes, list_plans, list_regions, ConnectNode, CreatePlan, SetNodeState,
+        SetPlacementStrategy,
+    },
+    components::{
+        action_error, format_time, Card, ErrorPanel, Field, FormError, Portal, Submit, TextArea,
+    },
+    model::{NodeState, PlacementStrategy},
 };
 
 /// Thousandths of a core as cores, e.g. 250 -> "0.25".
@@ -33,6 +38,7 @@ pub fn AdminNodesPage() -> impl IntoView {
     view! {
         <Portal title="Nodes & plans">
             <NodesCard />
+            <RegionsCard />
             <PlansCard />
         </Portal>
     }
@@ -50,8 +56,13 @@ fn state_badge(state: NodeState) -> impl IntoView {
 #[component]
 fn NodesCard() -> impl IntoView {
     let set_state = ServerAction::<SetNodeState>::new();
+    let add = ServerAction::<ConnectNode>::new();
     let error = action_error(set_state.value());
-    let nodes = Resource::new(move || set_state.version().get(), |_| list_nodes());
+    let add_error = action_error(add.value());
+    let nodes = Resource::new(
+        move || (set_state.version().get(), add.version().get()),
+        |_| list_nodes(),
+    );
     view! {
         <Card heading="Nodes">
             <FormError error=error all=true />
@@ -81,6 +92,9 @@ fn NodesCard() -> impl IntoView {
                                                 <td class="text-xs text-slate-500">
                                                     {n.engine_version.clone().unwrap_or_default()} " · seen "
                                                     {n.last_seen_at_ms.map(format_time).unwrap_or_else(|| "never".into())}
+                                                    {n.last_error.clone().map(|e| view! {
+                                                        <span class="node-error block text-red-600 dark:text-red-400">"Unreachable: " {e}</span>
+                                                    })}
                                                 </td>
                                                 <td class="text-right">
                                                     <ActionForm action=set_state>
@@ -94,6 +108,73 @@ fn NodesCard() -> impl IntoView {
                                     }).collect_view()}
                                 </tbody>
                             </table>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+            <details class="mt-4" open=move || add_error.get().is_some()>
+                <summary class="cursor-pointer text-sm font-medium text-sky-700 dark:text-sky-400">"Add a node"</summary>
+                <p class="mt-2 text-sm text-slate-500">
+                    "A remote Docker engine: " <code>"tcp://host:2376"</code> " with TLS client certificates (the engine runs with "
+                    <code>"--tlsverify"</code> "), or " <code>"ssh://user@host"</code>
+                    " (the node needs the docker CLI; the key is optional when Berth's own ssh configuration reaches the host). Berth connects first and reads the node's CPUs and memory; nothing is saved if it cannot."
+                </p>
+                <ActionForm action=add attr:class="mt-3 grid gap-3 md:grid-cols-2" attr:id="add-node-form">
+                    <Field label="Name" name="name" placeholder="edge-1" required=true error=add_error />
+                    <Field label="Endpoint" name="endpoint" placeholder="tcp://10.0.0.5:2376" required=true error=add_error />
+                    <Field label="Region" name="region" value="default" required=true error=add_error />
+                    <Field label="Availability zone" name="availability_zone" value="default" required=true error=add_error />
+                    <Field label="Max instances" name="max_instances" placeholder="100" error=add_error />
+                    <div></div>
+                    <TextArea label="CA certificate (tcp://)" name="tls_ca_pem" placeholder="-----BEGIN CERTIFICATE-----" error=add_error />
+                    <TextArea label="Client certificate (tcp://)" name="tls_cert_pem" placeholder="-----BEGIN CERTIFICATE-----" error=add_error />
+                    <TextArea label="Private key" name="private_key_pem" placeholder="-----BEGIN PRIVATE KEY-----"
+                        hint="The client certificate's key (tcp://) or an SSH identity (ssh://). Stored encrypted; never shown again." error=add_error />
+                    <div class="md:pt-6"><Submit label="Connect and add" /></div>
+                </ActionForm>
+                <FormError error=add_error />
+            </details>
+        </Card>
+    }
+}
+
+#[component]
+fn RegionsCard() -> impl IntoView {
+    let set = ServerAction::<SetPlacementStrategy>::new();
+    let error = action_error(set.value());
+    let regions = Resource::new(move || set.version().get(), |_| list_regions());
+    let strategies = [
+        PlacementStrategy::LeastLoaded,
+        PlacementStrategy::RoundRobin,
+        PlacementStrategy::ResourceBased,
+    ];
+    view! {
+        <Card heading="Regions">
+            <p class="mb-3 text-sm text-slate-500">
+                "How each region picks nodes: least-loaded (fewest instances), round-robin (in turn) or resource-based (most CPU and memory left after the plan)."
+            </p>
+            <FormError error=error all=true />
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match regions.await {
+                        Err(e) => view! { <ErrorPanel error=e /> }.into_any(),
+                        Ok(list) => view! {
+                            <ul id="regions" class="divide-y divide-slate-200 text-sm dark:divide-slate-800">
+                                {list.into_iter().map(|r| view! {
+                                    <li class="flex items-center justify-between py-2">
+                                        <span class="font-medium">{r.name.clone()}</span>
+                                        <ActionForm action=set attr:class="flex items-center gap-2">
+                                            <input type="hidden" name="region" value=r.name.clone() />
+                                            <select name="strategy" class="region-strategy rounded-md border border-slate-300 bg-white px-2 py-1 dark:border-slate-700 dark:bg-slate-900">
+                                                {strategies.iter().map(|s| view! {
+                                                    <option value=s.as_str() selected=*s == r.placement_strategy>{s.as_str()}</option>
+                                                }).collect_view()}
+                                            </select>
+                                            <button type="submit" class="text-sky-700 hover:underline dark:text-sky-400">"Save"</button>
+                                        </ActionForm>
+                                    </li>
+                                }).collect_view()}
+                            </ul>
                         }.into_any(),
                     }
                 })}

@@ -15,6 +15,7 @@ pub mod topology;
 
 use std::{
     collections::{BTreeMap, HashMap},
+    path::PathBuf,
     sync::{Arc, Mutex},
 };
 
@@ -61,15 +62,20 @@ pub struct Orchestrator {
     extra_labels: BTreeMap<String, String>,
     cursors: Mutex<placement::Cursors>,
     pub(crate) http: reqwest::Client,
+    /// Where remote nodes' credentials are written for bollard and `ssh` (one 0700 directory
+    /// per node, files 0600).
+    pub(crate) credentials_dir: PathBuf,
 }
 
 impl Orchestrator {
-    /// An orchestrator over `store`, labelling objects with `installation` and `extra_labels`.
+    /// An orchestrator over `store`, labelling objects with `installation` and `extra_labels`;
+    /// remote nodes' credentials go under `credentials_dir`.
     pub fn new(
         store: Store,
         secrets: SecretBox,
         installation: String,
         extra_labels: BTreeMap<String, String>,
+        credentials_dir: PathBuf,
     ) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -84,6 +90,7 @@ impl Orchestrator {
             extra_labels,
             cursors: Mutex::new(placement::Cursors::new()),
             http,
+            credentials_dir,
         }
     }
 
@@ -93,6 +100,14 @@ impl Orchestrator {
             .lock()
             .expect("engines lock")
             .insert(node_id.to_owned(), engine);
+    }
+
+    /// Whether Berth holds a connection to node `node_id`.
+    pub fn is_attached(&self, node_id: &str) -> bool {
+        self.engines
+            .lock()
+            .expect("engines lock")
+            .contains_key(node_id)
     }
 
     /// The connection to node `node_id`.

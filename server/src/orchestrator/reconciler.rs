@@ -72,6 +72,8 @@ pub struct Reconciler {
     calls: AtomicU64,
     wake: mpsc::UnboundedSender<String>,
     woken: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
+    /// Nodes whose event stream has a follower task.
+    followed: Mutex<BTreeSet<String>>,
 }
 
 impl Reconciler {
@@ -83,6 +85,18 @@ impl Reconciler {
             calls: AtomicU64::new(0),
             wake,
             woken: tokio::sync::Mutex::new(woken),
+            followed: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Starts an event follower for every connected node that has none.
+    fn follow_new_engines(self: &Arc<Self>) {
+        let mut followed = self.followed.lock().expect("followed lock");
+        for (node_id, _) in self.orch.engines() {
+            if followed.insert(node_id.clone()) {
+                let me = self.clone();
+                tokio::spawn(async move { me.follow_events(node_id).await });
+            }
         }
     }
 
@@ -92,10 +106,7 @@ impl Reconciler {
 
     /// Follows events and resyncs every `interval` until the task is aborted.
     pub async fn run(self: Arc<Self>, interval: Duration) {
-        for (node_id, _) in self.orch.engines() {
-            let me = self.clone();
-            tokio::spawn(async move { me.follow_events(node_id).await });
-        }
+        self.follow_new_engines();
         let mut tick = tokio::time::interval(interval);
         let mut woken = self.woken.lock().await;
         loop {
@@ -104,6 +115,7 @@ impl Reconciler {
                     if let Err(e) = self.resync().await {
                         tracing::warn!(error = %e, "resync failed");
                     }
+                    self.follow_new_engines();
                 }
                 Some(instance) = woken.recv() => {
                     if let Err(e) = self.reconcile_instance(&instance).await {
@@ -115,12 +127,14 @@ impl Reconciler {
     }
 
     async fn follow_events(&self, node_id: String) {
+        let mut failures = 0u32;
         loop {
             let Ok(engine) = self.orch.engine(&node_id) else {
                 return;
             };
             let mut events = Box::pin(engine.container_events(&self.orch.installation_filter()));
             while let Some(event) = events.next().await {
+                failures = 0;
                 match event {
                     Ok(e)
                         if matches!(e.action.as_str(), "die" | "destroy" | "oom")
@@ -132,14 +146,38 @@ impl Reconciler {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(node.id = %node_id, error = %e, "event stream failed");
+                        if failures == 0 {
+                            tracing::warn!(node.id = %node_id, error = %e, "event stream failed");
+                        }
                         break;
                     }
                 }
             }
-            // Reconnect; anything missed meanwhile is caught by the next resync.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // Reconnect, waiting 1, 2, 4 … 30 s while the engine keeps failing; anything
+            // missed meanwhile is caught by the next resync.
+            let wait = Duration::from_secs(1 << failures.min(5)).min(Duration::from_secs(30));
+            failures += 1;
+            tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Connects to stored nodes Berth holds no connection to (added by another process, or
+    /// unreachable at start-up), recording why when that fails.
+    async fn connect_missing(&self) -> Result<(), DeployError> {
+        let topology = self.orch.store.topology();
+        for node in topology.nodes().await? {
+            if self.orch.is_attached(&node.id) {
+                continue;
+            }
+            self.call();
+            if let Err(e) = self.orch.connect_node(&node).await {
+                tracing::debug!(node.name = %node.name, error = %e, "node still unreachable");
+                topology
+                    .record_contact(&node.id, Err(&e.to_string()))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn busy_deployments(&self) -> Result<BTreeSet<String>, DeployError> {
@@ -169,21 +207,46 @@ impl Reconciler {
             .map(|d| (d.id.clone(), d))
             .collect();
         let busy = self.busy_deployments().await?;
+        self.connect_missing().await?;
+        let all_locs = self.orch.store.locations().all().await?;
+        // Every instance of this installation, whichever node: two nodes may be one engine.
+        let known: BTreeSet<&str> = all_locs.iter().map(|l| l.id.as_str()).collect();
         for (node_id, engine) in self.orch.engines() {
             self.call();
-            let containers = engine
+            let containers = match engine
                 .list_containers(&[self.orch.installation_filter()])
-                .await?;
-            let locs: Vec<LocationRecord> = self
-                .orch
-                .store
-                .locations()
-                .all()
-                .await?
-                .into_iter()
-                .filter(|l| l.node_id == node_id)
-                .collect();
-            let known: BTreeSet<&str> = locs.iter().map(|l| l.id.as_str()).collect();
+                .await
+            {
+                Ok(c) => {
+                    self.orch
+                        .store
+                        .topology()
+                        .record_contact(&node_id, Ok(()))
+                        .await?;
+                    c
+                }
+                Err(e) => {
+                    // Nothing on an unreachable node is touched: its instances may well run.
+                    tracing::warn!(node.id = %node_id, error = %e, "node unreachable; skipped");
+                    let topology = self.orch.store.topology();
+                    topology
+                        .record_contact(&node_id, Err(&e.to_string()))
+                        .await?;
+                    // bollard reconnects to unix:// and tcp:// engines by itself; an ssh://
+                    // forwarding that died is started again.
+                    if let Some(node) = topology.node_by_id(&node_id).await? {
+                        if node.endpoint.starts_with("ssh://") {
+                            self.call();
+                            if let Err(e) = self.orch.connect_node(&node).await {
+                                tracing::debug!(node.id = %node_id, error = %e, "ssh forwarding not restored yet");
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            let locs: Vec<&LocationRecord> =
+                all_locs.iter().filter(|l| l.node_id == node_id).collect();
             for c in &containers {
                 let instance = c.labels.get(labels::INSTANCE).map(String::as_str);
                 if instance.is_none_or(|i| !known.contains(i)) {
@@ -200,7 +263,7 @@ impl Reconciler {
                 .iter()
                 .filter_map(|c| c.labels.get(labels::INSTANCE).map(|i| (i.as_str(), c)))
                 .collect();
-            for loc in &locs {
+            for loc in locs {
                 report.instances += 1;
                 let Some(d) = deployments.get(&loc.deployment_id) else {
                     continue;

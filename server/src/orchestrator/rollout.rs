@@ -107,7 +107,7 @@ impl Orchestrator {
             .into_iter()
             .map(|n| {
                 let a = allocations.get(&n.id).cloned().unwrap_or_default();
-                let state = if connected.contains(&n.id) {
+                let state = if connected.contains(&n.id) && n.last_error.is_none() {
                     n.state.clone()
                 } else {
                     "unreachable".into()

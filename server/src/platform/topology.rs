@@ -7,18 +7,110 @@ use app::{
 use async_trait::async_trait;
 use serde_json::json;
 
+use std::sync::Arc;
+
 use super::{audit, internal};
-use crate::store::{NodeRecord, PlanRecord, Store, StoreError};
+use crate::{
+    orchestrator::{topology::PlainCredentials, Orchestrator},
+    runtime::{Endpoint, RuntimeError},
+    store::{NewNode, NodeCapacity, NodeCredentials, NodeRecord, PlanRecord, Store, StoreError},
+};
+
+/// Most instances on an added node unless the admin says otherwise.
+const DEFAULT_MAX_INSTANCES: i64 = 100;
 
 /// The topology service.
 pub struct TopologyConsole {
     store: Store,
+    orchestrator: Arc<Orchestrator>,
 }
 
 impl TopologyConsole {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, orchestrator: Arc<Orchestrator>) -> Self {
+        Self {
+            store,
+            orchestrator,
+        }
     }
+}
+
+/// A form field's text, trimmed; `None` when absent or blank.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Checks an [`AddNode`] request: names, endpoint, and which credentials the endpoint's
+/// scheme needs (`tcp://`: CA, certificate and key; `ssh://`: at most a key; `unix://`:
+/// none).
+fn checked_node(node: &AddNode) -> Result<(), ApiError> {
+    validate_dns_label("name", node.name.trim())?;
+    validate_dns_label("region", node.region.trim())?;
+    validate_dns_label("availability_zone", node.availability_zone.trim())?;
+    if let Some(max) = node.max_instances {
+        if !(1..=10_000).contains(&max) {
+            return Err(ApiError::invalid_field(
+                "max_instances",
+                "out_of_range",
+                format!("{max} instances is out of range: use 1 to 10000."),
+            ));
+        }
+    }
+    let endpoint = Endpoint::parse(node.endpoint.trim())
+        .map_err(|e| ApiError::invalid_field("endpoint", "invalid_endpoint", e.to_string()))?;
+    let (ca, cert, key) = (
+        given(&node.tls_ca_pem),
+        given(&node.tls_cert_pem),
+        given(&node.private_key_pem),
+    );
+    let pem = |field: &str, text: Option<&str>, label: &str| -> Result<(), ApiError> {
+        match text {
+            Some(t) if t.contains("-----BEGIN") && t.contains(label) => Ok(()),
+            Some(_) => Err(ApiError::invalid_field(
+                field,
+                "invalid_pem",
+                format!("This is not a PEM {label}: paste the text starting with -----BEGIN."),
+            )),
+            None => Err(ApiError::invalid_field(
+                field,
+                "required",
+                "A tcp:// node needs the CA certificate, the client certificate and its key \
+                 (Docker's --tlsverify mode).",
+            )),
+        }
+    };
+    let unwanted = |field: &str| {
+        ApiError::invalid_field(
+            field,
+            "not_for_this_endpoint",
+            "TLS certificates are for tcp:// endpoints only; leave this empty.",
+        )
+    };
+    match endpoint {
+        Endpoint::Tcp { .. } => {
+            pem("tls_ca_pem", ca, "CERTIFICATE")?;
+            pem("tls_cert_pem", cert, "CERTIFICATE")?;
+            pem("private_key_pem", key, "PRIVATE KEY")?;
+        }
+        Endpoint::Ssh { .. } | Endpoint::Unix(_) => {
+            if ca.is_some() {
+                return Err(unwanted("tls_ca_pem"));
+            }
+            if cert.is_some() {
+                return Err(unwanted("tls_cert_pem"));
+            }
+            if matches!(endpoint, Endpoint::Unix(_)) && key.is_some() {
+                return Err(ApiError::invalid_field(
+                    "private_key_pem",
+                    "not_for_this_endpoint",
+                    "A unix:// endpoint takes no key; leave this empty.",
+                ));
+            }
+            if key.is_some() {
+                pem("private_key_pem", key, "PRIVATE KEY")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn node_view(n: NodeRecord) -> NodeView {
@@ -34,6 +126,8 @@ fn node_view(n: NodeRecord) -> NodeView {
         state: NodeState::parse(&n.state).unwrap_or(NodeState::Down),
         engine_version: n.engine_version,
         last_seen_at_ms: n.last_seen_at_ms,
+        last_error: n.last_error,
+        has_credentials: n.credentials.private_key_enc.is_some(),
         instances: 0,
         cpu_allocated_millicores: 0,
         memory_allocated_bytes: 0,
@@ -271,5 +365,97 @@ impl TopologyService for TopologyConsole {
             .map_err(internal("load node"))?
             .map(node_view)
             .ok_or_else(node_not_found)
+    }
+
+    async fn add_node(&self, ctx: &RequestContext, node: AddNode) -> Result<NodeView, ApiError> {
+        ctx.admin()?;
+        checked_node(&node)?;
+        let name = node.name.trim();
+        let endpoint = node.endpoint.trim();
+        let taken = || {
+            ApiError::conflict_field(
+                "name",
+                "name_taken",
+                format!("There is already a node named '{name}'."),
+            )
+        };
+        if self
+            .store
+            .topology()
+            .node_by_name(name)
+            .await
+            .map_err(internal("load node"))?
+            .is_some()
+        {
+            return Err(taken());
+        }
+        let plain = PlainCredentials {
+            tls_ca_pem: given(&node.tls_ca_pem),
+            tls_cert_pem: given(&node.tls_cert_pem),
+            private_key_pem: given(&node.private_key_pem),
+        };
+        let info = self
+            .orchestrator
+            .probe_engine(endpoint, plain)
+            .await
+            .map_err(|e| {
+                let message = match e {
+                    RuntimeError::UnsupportedEndpoint(m) => m,
+                    other => format!("Berth could not connect to {endpoint}: {other}"),
+                };
+                ApiError {
+                    field: Some("endpoint".into()),
+                    ..ApiError::new(422, "engine_unreachable", message)
+                }
+            })?;
+        let zone = self
+            .store
+            .topology()
+            .ensure_zone(node.region.trim(), node.availability_zone.trim())
+            .await
+            .map_err(internal("ensure zone"))?;
+        let credentials = NodeCredentials {
+            tls_ca_pem: plain.tls_ca_pem.map(str::to_owned),
+            tls_cert_pem: plain.tls_cert_pem.map(str::to_owned),
+            private_key_enc: plain
+                .private_key_pem
+                .map(|k| self.orchestrator.secrets.seal(k)),
+        };
+        let record = match self
+            .store
+            .topology()
+            .add_node(&NewNode {
+                name,
+                zone_id: &zone,
+                endpoint,
+                capacity: &NodeCapacity {
+                    cpu_millicores: info.cpus * 1000,
+                    memory_bytes: info.memory_bytes,
+                    engine_version: info.version,
+                },
+                max_instances: node.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES),
+                credentials: &credentials,
+            })
+            .await
+        {
+            Ok(r) => r,
+            Err(StoreError::Conflict(_)) => return Err(taken()),
+            Err(e) => return Err(internal("add node")(e)),
+        };
+        if let Err(e) = self.orchestrator.connect_node(&record).await {
+            // It answered a moment ago; the reconciler retries on its next pass.
+            tracing::warn!(node.name = %record.name, error = %e, "added node not connected yet");
+        }
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "node.add",
+            format!("node:{}", record.id),
+            json!({"name": name, "endpoint": endpoint, "region": record.region,
+                   "availability_zone": record.availability_zone}),
+        )
+        .await?;
+        Ok(node_view(record))
     }
 }

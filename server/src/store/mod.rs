@@ -23,7 +23,7 @@ pub use locations::{LocationRecord, Locations, NodeAllocation, ObservedState};
 pub use projects::{MemberRecord, ProjectRecord, Projects};
 pub use sessions::{SessionRepo, Sessions, USER_ID_KEY};
 pub use tokens::{ApiTokenRecord, ApiTokens};
-pub use topology::{NodeCapacity, NodeRecord, PlanRecord, Topology};
+pub use topology::{NewNode, NodeCapacity, NodeCredentials, NodeRecord, PlanRecord, Topology};
 pub use users::{NewUser, UserRecord, Users};
 
 use std::{str::FromStr, time::Duration};

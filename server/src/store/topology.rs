@@ -21,6 +21,32 @@ pub struct NodeRecord {
     pub state: String,
     pub engine_version: Option<String>,
     pub last_seen_at_ms: Option<i64>,
+    /// Why the last contact failed; `None` after a successful one.
+    pub last_error: Option<String>,
+    /// The credentials Berth presents to a remote engine.
+    pub credentials: NodeCredentials,
+}
+
+/// What Berth presents to a remote engine, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeCredentials {
+    /// PEM of the CA that signed the engine's certificate (`tcp://`).
+    pub tls_ca_pem: Option<String>,
+    /// PEM of Berth's client certificate (`tcp://`).
+    pub tls_cert_pem: Option<String>,
+    /// The TLS client key or SSH identity, encrypted (`enc:v1:…`).
+    pub private_key_enc: Option<String>,
+}
+
+/// A node to add.
+#[derive(Debug, Clone)]
+pub struct NewNode<'a> {
+    pub name: &'a str,
+    pub zone_id: &'a str,
+    pub endpoint: &'a str,
+    pub capacity: &'a NodeCapacity,
+    pub max_instances: i64,
+    pub credentials: &'a NodeCredentials,
 }
 
 /// A plan (resource package).
@@ -43,7 +69,8 @@ pub struct NodeCapacity {
 
 const NODE_SELECT: &str = "SELECT n.id, n.name, r.name AS region, z.name AS availability_zone, \
      n.endpoint, n.cpu_millicores, n.memory_bytes, n.max_instances, n.state, n.engine_version, \
-     n.last_seen_at_ms FROM nodes n JOIN availability_zones z ON z.id = n.availability_zone_id \
+     n.last_seen_at_ms, n.last_error, n.tls_ca_pem, n.tls_cert_pem, n.private_key_enc \
+     FROM nodes n JOIN availability_zones z ON z.id = n.availability_zone_id \
      JOIN regions r ON r.id = z.region_id";
 
 fn node_from_row(row: &AnyRow) -> Result<NodeRecord, sqlx::Error> {
@@ -59,6 +86,12 @@ fn node_from_row(row: &AnyRow) -> Result<NodeRecord, sqlx::Error> {
         state: row.try_get("state")?,
         engine_version: row.try_get("engine_version")?,
         last_seen_at_ms: row.try_get("last_seen_at_ms")?,
+        last_error: row.try_get("last_error")?,
+        credentials: NodeCredentials {
+            tls_ca_pem: row.try_get("tls_ca_pem")?,
+            tls_cert_pem: row.try_get("tls_cert_pem")?,
+            private_key_enc: row.try_get("private_key_enc")?,
+        },
     })
 }
 
@@ -151,6 +184,60 @@ impl<'a> Topology<'a> {
         .execute(self.pool)
         .await?;
         self.node_by_name(name).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// Adds a node in state `active`, seen now.
+    ///
+    /// # Errors
+    /// `Conflict` when the name is taken.
+    pub async fn add_node(&self, node: &NewNode<'_>) -> StoreResult<NodeRecord> {
+        let now = now_ms();
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO nodes (id, name, availability_zone_id, endpoint, cpu_millicores, \
+             memory_bytes, max_instances, state, engine_version, last_seen_at_ms, created_at_ms, \
+             updated_at_ms, tls_ca_pem, tls_cert_pem, private_key_enc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $9, $9, $10, $11, $12)",
+        )
+        .bind(&id)
+        .bind(node.name)
+        .bind(node.zone_id)
+        .bind(node.endpoint)
+        .bind(node.capacity.cpu_millicores)
+        .bind(node.capacity.memory_bytes)
+        .bind(node.max_instances)
+        .bind(&node.capacity.engine_version)
+        .bind(now)
+        .bind(&node.credentials.tls_ca_pem)
+        .bind(&node.credentials.tls_cert_pem)
+        .bind(&node.credentials.private_key_enc)
+        .execute(self.pool)
+        .await?;
+        self.node_by_id(&id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// Records the outcome of a contact with node `id`: `Ok` sets `last_seen_at_ms` to now and
+    /// clears `last_error`; `Err(reason)` keeps `last_seen_at_ms` and stores the reason.
+    pub async fn record_contact(&self, id: &str, outcome: Result<(), &str>) -> StoreResult<()> {
+        match outcome {
+            Ok(()) => {
+                sqlx::query(
+                    "UPDATE nodes SET last_seen_at_ms = $1, last_error = NULL WHERE id = $2",
+                )
+                .bind(now_ms())
+                .bind(id)
+                .execute(self.pool)
+                .await?;
+            }
+            Err(reason) => {
+                sqlx::query("UPDATE nodes SET last_error = $1 WHERE id = $2")
+                    .bind(reason)
+                    .bind(id)
+                    .execute(self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// The node called `name`, if any.

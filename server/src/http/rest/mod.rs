@@ -92,7 +92,7 @@ pub fn router() -> Router<AppState> {
             get(topology::list_plans).post(topology::create_plan),
         )
         .route("/plans/{id}", put(topology::update_plan))
-        .route("/nodes", get(topology::list_nodes))
+        .route("/nodes", get(topology::list_nodes).post(topology::add_node))
         .route("/nodes/{id}/state", put(topology::set_node_state))
         .route("/regions", get(topology::list_regions))
         .route(

@@ -36,7 +36,7 @@ impl Modify for Security {
         projects::members, projects::add_member, projects::remove_member,
         admin::list_users, admin::create_user, admin::audit_events,
         topology::list_plans, topology::create_plan, topology::update_plan,
-        topology::list_nodes, topology::set_node_state,
+        topology::list_nodes, topology::add_node, topology::set_node_state,
         topology::list_regions, topology::set_placement_strategy,
         deployments::list, deployments::create, deployments::get_one, deployments::act,
         deployments::remove, deployments::job, deployments::logs,

@@ -79,6 +79,26 @@ pub async fn list_nodes(
         .map_err(fail(&ctx))
 }
 
+/// Connects to a Docker engine and adds it as a node (admins). Nothing is stored when the
+/// engine cannot be reached (422 `engine_unreachable`, naming the cause).
+#[utoipa::path(post, path = "/api/v1/nodes", tag = "topology", request_body = AddNode,
+    responses((status = 201, body = NodeView), (status = 400, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+pub async fn add_node(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    ApiJson(node): ApiJson<AddNode>,
+) -> RestResult<(StatusCode, Json<NodeView>)> {
+    let node = state
+        .services
+        .topology
+        .add_node(&ctx, node)
+        .await
+        .map_err(fail(&ctx))?;
+    Ok((StatusCode::CREATED, Json(node)))
+}
+
 /// Drains, re-activates or marks a node down (admins).
 #[utoipa::path(put, path = "/api/v1/nodes/{id}/state", tag = "topology", request_body = SetNodeState,
     params(("id" = String, Path, description = "node id")),
