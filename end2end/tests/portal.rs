@@ -1,7 +1,8 @@
 //! A user's first visit, in headless Chromium: sign in with the one-time password, choose a
 //! new one, create a project and see it listed without a page reload (the wasm is running),
 //! switch the theme, and see a field error; then deploy the local demo image, see it healthy
-//! with its node and container id, `docker kill` it and watch Berth bring it back. Saves
+//! with its node and container id, `docker kill` it and watch Berth bring it back, then
+//! follow its logs live. Saves
 //! `target/e2e-projects.png` and `target/e2e-deployment.png`.
 //!
 //! Needs `BERTH_BIN` (the built binary) and `BERTH_SITE_ROOT` (with `pkg/`), as
@@ -289,6 +290,39 @@ async fn deploy_and_watch(c: &Client) -> Result<()> {
         .at_most(Duration::from_secs(60))
         .for_element(Locator::XPath(&format!("{healthy}[td[8][text()='1']]")))
         .await?;
+    // Follow the logs live (a WebSocket from the wasm page), then write a line to the
+    // instance's stdout and watch it arrive without a reload.
+    c.find(Locator::Id("follow-logs")).await?.click().await?;
+    let current = c
+        .find(Locator::XPath(&format!(
+            "{healthy}/td[@class='container-id']"
+        )))
+        .await?
+        .attr("title")
+        .await?
+        .unwrap_or_default();
+    // The socket opens asynchronously; write until the line shows up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let live = "//pre[@id='live-logs'][contains(., 'e2e-live-line')]";
+    loop {
+        Command::new("docker")
+            .args([
+                "exec",
+                &current,
+                "/bin/busybox",
+                "sh",
+                "-c",
+                "echo e2e-live-line > /proc/1/fd/1",
+            ])
+            .output()?;
+        if c.find(Locator::XPath(live)).await.is_ok() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the written line never reached the live log view".into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let shot = c.screenshot().await?;
     std::fs::write(workspace_target().join("e2e-deployment.png"), shot)?;
     Ok(())

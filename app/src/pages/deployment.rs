@@ -267,6 +267,10 @@ fn Settings(
     }
 }
 
+fn format_line(l: &crate::model::LogLine) -> String {
+    format!("{} {} {}\n", l.timestamp, l.stream, l.text)
+}
+
 #[component]
 fn Logs(id: String) -> impl IntoView {
     let refresh = RwSignal::new(0u32);
@@ -275,24 +279,151 @@ fn Logs(id: String) -> impl IntoView {
         move || (lid.clone(), refresh.get()),
         |(id, _)| deployment_logs(id, 200),
     );
+    // Following live: the lines received over /ws/deployments/{id}/logs, and the socket.
+    let following = RwSignal::new(false);
+    let live = RwSignal::new(Vec::<String>::new());
+    let ended = RwSignal::new(None::<String>);
+    let socket = StoredValue::new_local(None::<live::Follow>);
+    let fid = id.clone();
+    let toggle = move |_| {
+        if following.get_untracked() {
+            socket.set_value(None);
+            following.set(false);
+        } else {
+            live.set(Vec::new());
+            ended.set(None);
+            socket.set_value(live::Follow::open(&fid, live, ended));
+            following.set(true);
+        }
+    };
+    on_cleanup(move || socket.set_value(None));
     view! {
         <Card heading="Logs">
             <div class="mb-2 flex gap-3 text-sm">
+                <button type="button" id="follow-logs" class="text-sky-700 hover:underline dark:text-sky-400" on:click=toggle>
+                    {move || if following.get() { "Stop following" } else { "Follow live" }}
+                </button>
                 <button type="button" class="text-sky-700 hover:underline dark:text-sky-400" on:click=move |_| refresh.update(|r| *r += 1)>"Refresh"</button>
                 <a class="text-sky-700 hover:underline dark:text-sky-400" href=format!("/api/v1/deployments/{id}/logs?format=text&tail=5000")>"Download"</a>
+                {move || ended.get().map(|why| view! { <span class="text-amber-700 dark:text-amber-400">{why}</span> })}
             </div>
-            <Transition fallback=|| view! { <p class="text-slate-500">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match logs.await {
-                        Err(e) => view! { <ErrorPanel error=e /> }.into_any(),
-                        Ok(lines) => view! {
-                            <pre id="logs" class="max-h-96 overflow-auto rounded-md bg-slate-950 p-3 font-mono text-xs text-slate-100">
-                                {lines.into_iter().map(|l| format!("{} {} {}\n", l.timestamp, l.stream, l.text)).collect::<String>()}
-                            </pre>
-                        }.into_any(),
-                    }
-                })}
-            </Transition>
+            <Show
+                when=move || following.get()
+                fallback=move || view! {
+                    <Transition fallback=|| view! { <p class="text-slate-500">"Loading…"</p> }>
+                        {move || Suspend::new(async move {
+                            match logs.await {
+                                Err(e) => view! { <ErrorPanel error=e /> }.into_any(),
+                                Ok(lines) => view! {
+                                    <pre id="logs" class="max-h-96 overflow-auto rounded-md bg-slate-950 p-3 font-mono text-xs text-slate-100">
+                                        {lines.iter().map(format_line).collect::<String>()}
+                                    </pre>
+                                }.into_any(),
+                            }
+                        })}
+                    </Transition>
+                }
+            >
+                <pre id="live-logs" class="flex max-h-96 flex-col-reverse overflow-auto rounded-md bg-slate-950 p-3 font-mono text-xs text-slate-100">
+                    <span>{move || live.with(|lines| lines.concat())}</span>
+                </pre>
+            </Show>
         </Card>
+    }
+}
+
+/// The browser side of following logs: a WebSocket whose messages are appended to a signal.
+mod live {
+    use leptos::prelude::*;
+
+    /// Most lines the live view keeps; older ones scroll away.
+    #[cfg(feature = "hydrate")]
+    const LIVE_LINES_MAX: usize = 2000;
+
+    /// An open socket with its handlers; closing happens on drop.
+    pub struct Follow {
+        #[cfg(feature = "hydrate")]
+        ws: web_sys::WebSocket,
+        #[cfg(feature = "hydrate")]
+        _on_message: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::MessageEvent)>,
+        #[cfg(feature = "hydrate")]
+        _on_close: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::CloseEvent)>,
+    }
+
+    impl Follow {
+        /// Opens `/ws/deployments/{id}/logs` on this page's host; each line is appended to
+        /// `lines` (the oldest dropped beyond the cap); why the stream ended goes to `ended`.
+        #[cfg(feature = "hydrate")]
+        pub fn open(
+            id: &str,
+            lines: RwSignal<Vec<String>>,
+            ended: RwSignal<Option<String>>,
+        ) -> Option<Self> {
+            use wasm_bindgen::{closure::Closure, JsCast};
+            let location = web_sys::window()?.location();
+            let scheme = if location.protocol().ok()? == "https:" {
+                "wss"
+            } else {
+                "ws"
+            };
+            let url = format!(
+                "{scheme}://{}/ws/deployments/{id}/logs?tail=200",
+                location.host().ok()?
+            );
+            let ws = web_sys::WebSocket::new(&url).ok()?;
+            let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
+                move |e: web_sys::MessageEvent| {
+                    let Some(text) = e.data().as_string() else {
+                        return;
+                    };
+                    let Ok(line) = serde_json::from_str::<crate::model::LogLine>(&text) else {
+                        return;
+                    };
+                    lines.update(|v| {
+                        v.push(super::format_line(&line));
+                        let excess = v.len().saturating_sub(LIVE_LINES_MAX);
+                        v.drain(..excess);
+                    });
+                },
+            );
+            let on_close =
+                Closure::<dyn FnMut(web_sys::CloseEvent)>::new(move |e: web_sys::CloseEvent| {
+                    let why = match e.code() {
+                        1000 | 1005 => "The log stream ended.".to_owned(),
+                        4404 => "The deployment is gone or no longer yours.".to_owned(),
+                        _ => format!(
+                            "The log stream was cut ({}). Follow again to resume.",
+                            e.code()
+                        ),
+                    };
+                    ended.set(Some(why));
+                });
+            ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+            ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+            Some(Self {
+                ws,
+                _on_message: on_message,
+                _on_close: on_close,
+            })
+        }
+
+        /// Server-side rendering never follows.
+        #[cfg(not(feature = "hydrate"))]
+        pub fn open(
+            _id: &str,
+            _lines: RwSignal<Vec<String>>,
+            _ended: RwSignal<Option<String>>,
+        ) -> Option<Self> {
+            None
+        }
+    }
+
+    #[cfg(feature = "hydrate")]
+    impl Drop for Follow {
+        fn drop(&mut self) {
+            self.ws.set_onmessage(None);
+            self.ws.set_onclose(None);
+            let _ = self.ws.close();
+        }
     }
 }

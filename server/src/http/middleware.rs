@@ -100,7 +100,15 @@ pub async fn request_context(
                     Err(e) => break 'respond fail(e),
                 }
             } else {
-                let unsafe_method = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+                // A WebSocket handshake is a GET, but browsers send cookies with cross-site ones
+                // too (no CORS), so it is held to the same rule as a state change.
+                let websocket = req
+                    .headers()
+                    .get(header::UPGRADE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+                let unsafe_method = websocket
+                    || !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
                 if unsafe_method
                     && (path.starts_with("/rpc/") || has_session_cookie(&req))
                     && !same_origin(&req, &state.config.public_url)

@@ -3,6 +3,7 @@
 pub mod middleware;
 mod oidc;
 pub mod rest;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -109,6 +110,7 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone()),
         )
         .nest("/api/v1", rest::router())
+        .route("/ws/deployments/{id}/logs", get(ws::deployment_logs))
         .route("/auth/oidc/start", get(oidc::start))
         .route(crate::auth::oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/healthz", get(healthz))
