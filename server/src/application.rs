@@ -13,7 +13,9 @@ use crate::{
     config::{Config, Role},
     http::{self, AppState},
     jobs::Workers,
-    orchestrator::{reconciler::Reconciler, topology::register_local_node, Orchestrator},
+    orchestrator::{
+        monitor::HealthMonitor, reconciler::Reconciler, topology::register_local_node, Orchestrator,
+    },
     platform::{
         accounts::SignInLimits, AccountsService, AdminConsole, DeploymentsService, ProjectsService,
         TopologyConsole,
@@ -134,6 +136,8 @@ impl Application {
                     .clone()
                     .run(Duration::from_secs(config.reconcile_interval_secs)),
             ));
+            let monitor = Arc::new(HealthMonitor::new(orchestrator.clone()));
+            tasks.push(tokio::spawn(monitor.run()));
         }
         let oidc = match &config.oidc {
             Some(c) => Some(

@@ -252,6 +252,51 @@ async fn bad_input_gets_clear_errors_and_the_running_release_stays() {
     app.stop().await;
 }
 
+/// The health monitor keeps probing after the rollout: an instance whose HTTP check starts
+/// failing is shown unhealthy with the reason (and the deployment degraded), and healthy
+/// again once the check passes, without a restart.
+#[tokio::test]
+async fn an_instance_that_stops_answering_its_check_is_shown_unhealthy_until_it_recovers() {
+    ensure_test_image();
+    let tdb = fresh_db(Db::Sqlite).await;
+    let app = TestApp::start(test_config(&tdb)).await;
+    let admin = app.admin_client().await;
+    let (b, p) = project(&app, &admin, "probe@example.com", "probe").await;
+    let (id, job) = create(&b, &p, "web", 1, greeting_spec("up")).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let d = detail(&b, &id).await;
+    let container = healthy(&d)[0]["container_id"].as_str().unwrap().to_owned();
+
+    // The page the check asks for disappears: GET / now answers 404.
+    assert!(exec(&container, &["/bin/busybox", "rm", "/tmp/index.html"]).0);
+    let d = wait_for(&b, &id, "the instance to be seen unhealthy", |d| {
+        d["instances"][0]["health"] == "unhealthy" && d["deployment"]["status"] == "degraded"
+    })
+    .await;
+    let note = d["deployment"]["status_message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(note.contains("answered 404"), "{d:#}");
+    assert_eq!(d["instances"][0]["status"], "running");
+
+    // It comes back: healthy again, same container, never restarted.
+    assert!(
+        exec(
+            &container,
+            &["/bin/busybox", "sh", "-c", "echo up > /tmp/index.html"]
+        )
+        .0
+    );
+    let d = wait_for(&b, &id, "the instance to be healthy again", |d| {
+        d["instances"][0]["health"] == "healthy" && d["deployment"]["status"] == "running"
+    })
+    .await;
+    assert_eq!(d["instances"][0]["health"], "healthy");
+    assert_eq!(d["instances"][0]["container_id"], container.as_str());
+    assert_eq!(d["instances"][0]["restart_count"], 0, "{d:#}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn projects_are_isolated_and_reach_their_own_deployments_by_name() {
     ensure_test_image();

@@ -367,6 +367,14 @@ async fn tls_and_ssh_nodes_run_deployments_and_survive_their_engine_going_away()
         let address = i["address"].as_str().unwrap();
         assert_eq!(fetch(address).await.as_deref(), Some("over the wire"));
     }
+    // The console shows what runs on each node.
+    for name in ["edge-tls", "edge-ssh"] {
+        let n = node(&admin, name).await;
+        assert_eq!(n["instances"], 1, "{n:#}");
+        assert_eq!(n["workloads"][0]["project_name"], "remote", "{n:#}");
+        assert_eq!(n["workloads"][0]["deployment_name"], "spread", "{n:#}");
+        assert_eq!(n["workloads"][0]["instances"], 1, "{n:#}");
+    }
     let job = act(
         &customer,
         &id,

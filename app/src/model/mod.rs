@@ -328,6 +328,19 @@ pub struct NodeView {
     /// Memory reserved by those instances' plans, bytes.
     #[serde(default)]
     pub memory_allocated_bytes: i64,
+    /// What runs on the node: deployments with their instance counts, by project and name.
+    #[serde(default)]
+    pub workloads: Vec<NodeWorkload>,
+}
+
+/// A deployment's instances on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NodeWorkload {
+    pub deployment_id: DeploymentId,
+    pub project_name: String,
+    pub deployment_name: String,
+    pub instances: i64,
 }
 
 /// A plan: the resources one instance gets.

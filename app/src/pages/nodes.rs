@@ -83,7 +83,19 @@ fn NodesCard() -> impl IntoView {
                                         let (next, label) = if n.state == NodeState::Active { ("draining", "Drain") } else { ("active", "Activate") };
                                         view! {
                                             <tr title=n.endpoint.clone()>
-                                                <td class="py-2 font-medium">{n.name.clone()}</td>
+                                                <td class="py-2">
+                                                    <span class="font-medium">{n.name.clone()}</span>
+                                                    <ul class="workloads text-xs text-slate-500">
+                                                        {n.workloads.iter().map(|w| view! {
+                                                            <li>
+                                                                <a class="hover:underline" href=format!("/deployments/{}", w.deployment_id)>
+                                                                    {format!("{}/{}", w.project_name, w.deployment_name)}
+                                                                </a>
+                                                                {format!(" ×{}", w.instances)}
+                                                            </li>
+                                                        }).collect_view()}
+                                                    </ul>
+                                                </td>
                                                 <td>{format!("{} / {}", n.region, n.availability_zone)}</td>
                                                 <td class="cpu">{format!("{} / {} cores", format_cores(n.cpu_allocated_millicores), format_cores(n.cpu_millicores))}</td>
                                                 <td class="memory">{format!("{} / {}", format_bytes(n.memory_allocated_bytes), format_bytes(n.memory_bytes))}</td>

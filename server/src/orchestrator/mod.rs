@@ -8,6 +8,7 @@
 
 pub mod health;
 mod instances;
+pub mod monitor;
 pub mod placement;
 pub mod reconciler;
 pub mod rollout;

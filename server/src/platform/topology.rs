@@ -7,7 +7,7 @@ use app::{
 use async_trait::async_trait;
 use serde_json::json;
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use super::{audit, internal};
 use crate::{
@@ -31,6 +31,55 @@ impl TopologyConsole {
             store,
             orchestrator,
         }
+    }
+}
+
+impl TopologyConsole {
+    /// Per node id: the deployments with instances there, by project and deployment name.
+    async fn workloads(&self) -> Result<BTreeMap<String, Vec<NodeWorkload>>, ApiError> {
+        let store = &self.store;
+        let projects: BTreeMap<String, String> = store
+            .projects()
+            .list_all()
+            .await
+            .map_err(internal("list projects"))?
+            .into_iter()
+            .map(|p| (p.id, p.name))
+            .collect();
+        let deployments: BTreeMap<String, (String, String)> = store
+            .deployments()
+            .all()
+            .await
+            .map_err(internal("list deployments"))?
+            .into_iter()
+            .map(|d| {
+                let project = projects.get(&d.project_id).cloned().unwrap_or_default();
+                (d.id, (project, d.name))
+            })
+            .collect();
+        let mut counts: BTreeMap<(String, (String, String), String), i64> = BTreeMap::new();
+        for loc in store
+            .locations()
+            .all()
+            .await
+            .map_err(internal("list instances"))?
+        {
+            if let Some(names) = deployments.get(&loc.deployment_id) {
+                *counts
+                    .entry((loc.node_id, names.clone(), loc.deployment_id))
+                    .or_default() += 1;
+            }
+        }
+        let mut out: BTreeMap<String, Vec<NodeWorkload>> = BTreeMap::new();
+        for ((node, (project_name, deployment_name), id), instances) in counts {
+            out.entry(node).or_default().push(NodeWorkload {
+                deployment_id: DeploymentId(id),
+                project_name,
+                deployment_name,
+                instances,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -131,6 +180,7 @@ fn node_view(n: NodeRecord) -> NodeView {
         instances: 0,
         cpu_allocated_millicores: 0,
         memory_allocated_bytes: 0,
+        workloads: Vec::new(),
     }
 }
 
@@ -259,6 +309,7 @@ impl TopologyService for TopologyConsole {
             .allocations()
             .await
             .map_err(internal("node allocations"))?;
+        let workloads = self.workloads().await?;
         Ok(nodes
             .into_iter()
             .map(|n| {
@@ -271,6 +322,7 @@ impl TopologyService for TopologyConsole {
                     instances: a.instances,
                     cpu_allocated_millicores: a.cpu_millicores,
                     memory_allocated_bytes: a.memory_bytes,
+                    workloads: workloads.get(&n.id).cloned().unwrap_or_default(),
                     ..node_view(n)
                 }
             })
