@@ -1,8 +1,8 @@
 //! A user's first visit, in headless Chromium: sign in with the one-time password, choose a
 //! new one, create a project and see it listed without a page reload (the wasm is running),
 //! switch the theme, and see a field error; then deploy the local demo image, see it healthy
-//! with its node and container id, `docker kill` it and watch Berth bring it back, then
-//! follow its logs live. Saves
+//! with its node and container id, `docker kill` it and watch Berth bring it back, follow
+//! its logs live, and redeploy a broken image while the old release keeps running. Saves
 //! `target/e2e-projects.png` and `target/e2e-deployment.png`.
 //!
 //! Needs `BERTH_BIN` (the built binary) and `BERTH_SITE_ROOT` (with `pkg/`), as
@@ -322,6 +322,30 @@ async fn deploy_and_watch(c: &Client) -> Result<()> {
             return Err("the written line never reached the live log view".into());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A broken release (an image that is not there and cannot be pulled) fails and says why;
+    // the running instance is left alone.
+    fill(c, "#settings-form", "image", "berth-demo/missing:1").await?;
+    c.find(Locator::Css("#settings-form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    c.wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::XPath(
+            "//pre[@id='status-message'][contains(., 'keeps running')]",
+        ))
+        .await?;
+    let still = c
+        .find(Locator::XPath(&format!(
+            "{healthy}/td[@class='container-id']"
+        )))
+        .await?
+        .attr("title")
+        .await?
+        .unwrap_or_default();
+    if still != current {
+        return Err(format!("the running instance changed: {current} -> {still}").into());
     }
     let shot = c.screenshot().await?;
     std::fs::write(workspace_target().join("e2e-deployment.png"), shot)?;

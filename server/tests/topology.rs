@@ -46,11 +46,11 @@ async fn local_engine_registers_as_a_node(db: Db) {
     let id = node["id"].as_str().unwrap().to_owned();
     let (_, _, page) = admin.html("/admin/nodes").await;
     assert!(
-        page.contains(r#"<td class="py-2 font-medium">local</td>"#),
+        page.contains(r#"<span class="font-medium">local</span>"#),
         "node listed: {page}"
     );
     assert!(
-        page.contains(">Drain</button>") && page.contains(">medium</td>"),
+        page.contains(">Drain</button>") && page.contains(r#"value="medium""#),
         "{page}"
     );
 
@@ -205,6 +205,55 @@ async fn plans_are_seeded_and_managed_by_admins(db: Db) {
     assert_eq!(made["cpu_millicores"], 500);
     assert_eq!(made["memory_bytes"], 512_i64 << 20);
     assert_eq!(made["storage_bytes"], 1536_i64 << 20);
+    // The console's edit form: same units, same field names in errors.
+    let id = made["id"].as_str().unwrap();
+    let err = admin
+        .rpc(
+            "edit_plan",
+            &[
+                ("id", id),
+                ("name", "form"),
+                ("cpu_cores", "0.5"),
+                ("memory_mib", "0"),
+                ("storage_gib", "1"),
+            ],
+        )
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "out_of_range")
+        .await;
+    assert_eq!(err["field"], "memory_mib");
+    let edited = admin
+        .rpc(
+            "edit_plan",
+            &[
+                ("id", id),
+                ("name", "form-2"),
+                ("cpu_cores", "1.5"),
+                ("memory_mib", "768"),
+                ("storage_gib", "2"),
+            ],
+        )
+        .await
+        .expect_ok()
+        .await;
+    assert_eq!(edited["name"], "form-2");
+    assert_eq!(edited["cpu_millicores"], 1500);
+    assert_eq!(edited["memory_bytes"], 768_i64 << 20);
+    let (_, _, page) = admin.html("/admin/nodes").await;
+    assert!(page.contains(r#"value="form-2""#), "{page}");
+    ann.rpc(
+        "edit_plan",
+        &[
+            ("id", id),
+            ("name", "mine"),
+            ("cpu_cores", "1"),
+            ("memory_mib", "512"),
+            ("storage_gib", "1"),
+        ],
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "forbidden")
+    .await;
     let audit = admin.get("/api/v1/audit-events").await.expect_ok().await;
     assert!(audit.to_string().contains("plan.update"));
     app.stop().await;

@@ -40,6 +40,37 @@ fn parse_scaled(field: &str, value: &str, scale: f64, unit: &str) -> Result<i64,
     Ok((v * scale).round().min(9.0e18) as i64)
 }
 
+/// A plan from the form's display units: CPU cores, memory MiB, storage GiB.
+#[cfg(feature = "ssr")]
+fn plan_from_form(
+    name: String,
+    cpu_cores: &str,
+    memory_mib: &str,
+    storage_gib: &str,
+) -> Result<PlanSpec, ApiError> {
+    Ok(PlanSpec {
+        name,
+        cpu_millicores: parse_scaled("cpu_cores", cpu_cores, 1000.0, "cores")?,
+        memory_bytes: parse_scaled("memory_mib", memory_mib, 1048576.0, "MiB")?,
+        storage_bytes: parse_scaled("storage_gib", storage_gib, 1073741824.0, "GiB")?,
+    })
+}
+
+/// The service names the API's fields; the form has its own, in display units.
+#[cfg(feature = "ssr")]
+fn form_field(mut e: ApiError) -> ApiError {
+    e.field = e.field.map(|f| {
+        match f.as_str() {
+            "cpu_millicores" => "cpu_cores",
+            "memory_bytes" => "memory_mib",
+            "storage_bytes" => "storage_gib",
+            other => other,
+        }
+        .to_owned()
+    });
+    e
+}
+
 /// Creates a plan from the form's display units: CPU cores, memory MiB, storage GiB.
 #[server(prefix = "/rpc", endpoint = "create_plan")]
 pub async fn create_plan(
@@ -49,32 +80,34 @@ pub async fn create_plan(
     storage_gib: String,
 ) -> Result<PlanView, ApiError> {
     let (services, ctx) = super::context()?;
-    let spec = PlanSpec {
-        name,
-        cpu_millicores: parse_scaled("cpu_cores", &cpu_cores, 1000.0, "cores")
-            .map_err(super::tag(&ctx))?,
-        memory_bytes: parse_scaled("memory_mib", &memory_mib, 1048576.0, "MiB")
-            .map_err(super::tag(&ctx))?,
-        storage_bytes: parse_scaled("storage_gib", &storage_gib, 1073741824.0, "GiB")
-            .map_err(super::tag(&ctx))?,
-    };
+    let spec =
+        plan_from_form(name, &cpu_cores, &memory_mib, &storage_gib).map_err(super::tag(&ctx))?;
     services
         .topology
         .create_plan(&ctx, spec)
         .await
-        // The service names the API's fields; the form has its own, in display units.
-        .map_err(|mut e| {
-            e.field = e.field.map(|f| {
-                match f.as_str() {
-                    "cpu_millicores" => "cpu_cores",
-                    "memory_bytes" => "memory_mib",
-                    "storage_bytes" => "storage_gib",
-                    other => other,
-                }
-                .to_owned()
-            });
-            e
-        })
+        .map_err(form_field)
+        .map_err(super::tag(&ctx))
+}
+
+/// Replaces a plan's name and sizes, from the form's display units. Instances already placed
+/// keep the resources they were started with until their next release.
+#[server(prefix = "/rpc", endpoint = "edit_plan")]
+pub async fn edit_plan(
+    id: PlanId,
+    name: String,
+    cpu_cores: String,
+    memory_mib: String,
+    storage_gib: String,
+) -> Result<PlanView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let spec =
+        plan_from_form(name, &cpu_cores, &memory_mib, &storage_gib).map_err(super::tag(&ctx))?;
+    services
+        .topology
+        .update_plan(&ctx, &id, spec)
+        .await
+        .map_err(form_field)
         .map_err(super::tag(&ctx))
 }
 

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use crate::{
     api::topology::{
-        list_nodes, list_plans, list_regions, ConnectNode, CreatePlan, SetNodeState,
+        list_nodes, list_plans, list_regions, ConnectNode, CreatePlan, EditPlan, SetNodeState,
         SetPlacementStrategy,
     },
     components::{
@@ -198,10 +198,20 @@ fn RegionsCard() -> impl IntoView {
 #[component]
 fn PlansCard() -> impl IntoView {
     let create = ServerAction::<CreatePlan>::new();
+    let edit = ServerAction::<EditPlan>::new();
     let error = action_error(create.value());
-    let plans = Resource::new(move || create.version().get(), |_| list_plans());
+    let edit_error = action_error(edit.value());
+    let plans = Resource::new(
+        move || (create.version().get(), edit.version().get()),
+        |_| list_plans(),
+    );
+    let input = "w-full rounded-md border border-slate-300 bg-white px-2 py-1 dark:border-slate-700 dark:bg-slate-900";
     view! {
         <Card heading="Plans">
+            <p class="mb-3 text-sm text-slate-500">
+                "A changed plan applies to instances started from then on; running instances keep their limits until their next release."
+            </p>
+            <FormError error=edit_error all=true />
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
                     match plans.await {
@@ -209,16 +219,25 @@ fn PlansCard() -> impl IntoView {
                         Ok(list) => view! {
                             <table id="plans" class="w-full text-left text-sm">
                                 <thead class="text-slate-500">
-                                    <tr><th class="py-2">"Plan"</th><th>"CPU"</th><th>"Memory"</th><th>"Storage"</th></tr>
+                                    <tr><th class="py-2">"Plan"</th><th>"CPU cores"</th><th>"Memory (MiB)"</th><th>"Storage (GiB)"</th><th></th></tr>
                                 </thead>
                                 <tbody class="divide-y divide-slate-200 dark:divide-slate-800">
-                                    {list.into_iter().map(|p| view! {
-                                        <tr>
-                                            <td class="py-2 font-medium">{p.name}</td>
-                                            <td>{format_cores(p.cpu_millicores)} " cores"</td>
-                                            <td>{format_bytes(p.memory_bytes)}</td>
-                                            <td>{format_bytes(p.storage_bytes)}</td>
-                                        </tr>
+                                    {list.into_iter().map(|p| {
+                                        let form = format!("plan-{}", p.id);
+                                        view! {
+                                            <tr class="plan" title=format!("{} cores, {}, {}", format_cores(p.cpu_millicores), format_bytes(p.memory_bytes), format_bytes(p.storage_bytes))>
+                                                <td class="py-2 pr-2"><input form=form.clone() name="name" value=p.name.clone() class=input required /></td>
+                                                <td class="pr-2"><input form=form.clone() name="cpu_cores" value=format_cores(p.cpu_millicores) class=input required /></td>
+                                                <td class="pr-2"><input form=form.clone() name="memory_mib" value=(p.memory_bytes / 1_048_576).to_string() class=input required /></td>
+                                                <td class="pr-2"><input form=form.clone() name="storage_gib" value=(p.storage_bytes / 1_073_741_824).to_string() class=input required /></td>
+                                                <td class="text-right">
+                                                    <ActionForm action=edit attr:id=form>
+                                                        <input type="hidden" name="id" value=p.id.to_string() />
+                                                        <button type="submit" class="save-plan text-sky-700 hover:underline dark:text-sky-400">"Save"</button>
+                                                    </ActionForm>
+                                                </td>
+                                            </tr>
+                                        }
                                     }).collect_view()}
                                 </tbody>
                             </table>
