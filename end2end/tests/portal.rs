@@ -293,14 +293,7 @@ async fn deploy_and_watch(c: &Client) -> Result<()> {
     // Follow the logs live (a WebSocket from the wasm page), then write a line to the
     // instance's stdout and watch it arrive without a reload.
     c.find(Locator::Id("follow-logs")).await?.click().await?;
-    let current = c
-        .find(Locator::XPath(&format!(
-            "{healthy}/td[@class='container-id']"
-        )))
-        .await?
-        .attr("title")
-        .await?
-        .unwrap_or_default();
+    let current = healthy_container(c, healthy, "after following the logs").await?;
     // The socket opens asynchronously; write until the line shows up.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let live = "//pre[@id='live-logs'][contains(., 'e2e-live-line')]";
@@ -336,20 +329,37 @@ async fn deploy_and_watch(c: &Client) -> Result<()> {
             "//pre[@id='status-message'][contains(., 'keeps running')]",
         ))
         .await?;
-    let still = c
-        .find(Locator::XPath(&format!(
-            "{healthy}/td[@class='container-id']"
-        )))
-        .await?
-        .attr("title")
-        .await?
-        .unwrap_or_default();
+    let still = healthy_container(c, healthy, "after the broken release").await?;
     if still != current {
         return Err(format!("the running instance changed: {current} -> {still}").into());
     }
     let shot = c.screenshot().await?;
     std::fs::write(workspace_target().join("e2e-deployment.png"), shot)?;
     Ok(())
+}
+
+/// The full container id of the healthy instance row (`healthy` is its XPath), waiting for
+/// it: the table is re-rendered every 2 s. On failure saves `target/e2e-failure.png`.
+async fn healthy_container(c: &Client, healthy: &str, when: &str) -> Result<String> {
+    let cell = format!("{healthy}/td[contains(@class, 'container-id')]");
+    match c
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::XPath(&cell))
+        .await
+    {
+        Ok(e) => Ok(e.attr("title").await?.unwrap_or_default()),
+        Err(e) => {
+            if let Ok(shot) = c.screenshot().await {
+                let _ = std::fs::write(workspace_target().join("e2e-failure.png"), shot);
+            }
+            let mut rows = Vec::new();
+            for row in c.find_all(Locator::Css("tr.instance")).await? {
+                rows.push(row.text().await?);
+            }
+            Err(format!("no healthy instance row {when} ({e}); rows: {rows:?}").into())
+        }
+    }
 }
 
 /// Removes containers and networks carrying `label`.
