@@ -12,6 +12,7 @@ use crate::{
     auth::{bootstrap, FailureLimiter},
     config::{Config, Role},
     http::{self, AppState},
+    ingress::Ingress,
     jobs::Workers,
     orchestrator::{
         monitor::HealthMonitor, reconciler::Reconciler, topology::register_local_node, Orchestrator,
@@ -33,6 +34,8 @@ pub struct Application {
     pub first_admin: Option<bootstrap::GeneratedCredentials>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     reconciler: Arc<Reconciler>,
+    /// Where the ingress listens, when this process runs one.
+    ingress_addr: Option<SocketAddr>,
 }
 
 impl Application {
@@ -139,6 +142,21 @@ impl Application {
             let monitor = Arc::new(HealthMonitor::new(orchestrator.clone()));
             tasks.push(tokio::spawn(monitor.run()));
         }
+        let mut ingress_addr = None;
+        if let (true, Some(listen)) = (config.has_role(Role::Ingress), config.ingress_http_listen) {
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen} (ingress_http_listen)"))?;
+            ingress_addr = Some(listener.local_addr()?);
+            let ingress = Arc::new(Ingress::new(
+                store.clone(),
+                config.base_domain.clone(),
+                orchestrator.routes_changed.clone(),
+            ));
+            tasks.push(tokio::spawn(ingress.clone().keep_fresh()));
+            tasks.push(tokio::spawn(ingress.serve(listener)));
+            tracing::info!(ingress.addr = %listen, base_domain = %config.base_domain, "ingress listening");
+        }
         let oidc = match &config.oidc {
             Some(c) => Some(
                 crate::auth::oidc::OidcProvider::new(c.clone(), &config.public_url)
@@ -160,7 +178,13 @@ impl Application {
             first_admin,
             tasks,
             reconciler,
+            ingress_addr,
         })
+    }
+
+    /// Where the ingress listens (`None`: no ingress in this process).
+    pub fn ingress_addr(&self) -> Option<SocketAddr> {
+        self.ingress_addr
     }
 
     /// The bound address.

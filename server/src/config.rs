@@ -130,6 +130,26 @@ pub struct Config {
     pub reconcile_interval_secs: u64,
     /// Jobs (deploys, scaling, ...) run at the same time by this process. Default 4.
     pub job_workers: u32,
+    /// Where the ingress (role `ingress`) accepts plain-HTTP requests for customers' apps.
+    /// Default `127.0.0.1:8000`; production configs use `0.0.0.0:80`. Empty: no ingress.
+    #[serde(default, deserialize_with = "optional_addr")]
+    pub ingress_http_listen: Option<SocketAddr>,
+    /// Deployments are served at `<deployment>-<project>.<base_domain>`. Default `localhost`,
+    /// which browsers resolve to 127.0.0.1 without DNS.
+    pub base_domain: String,
+}
+
+/// An address, or `None` for an empty string.
+fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text: Option<String> = serde::Deserialize::deserialize(d)?;
+    match text.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) => t.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "'{t}' is not an address: use IP:PORT, e.g. 0.0.0.0:80, or an empty string for none"
+            ))
+        }),
+    }
 }
 
 impl Default for Config {
@@ -156,6 +176,8 @@ impl Default for Config {
             docker_labels: std::collections::BTreeMap::new(),
             reconcile_interval_secs: 60,
             job_workers: 4,
+            ingress_http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8000))),
+            base_domain: "localhost".into(),
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct Orchestrator {
     extra_labels: BTreeMap<String, String>,
     cursors: Mutex<placement::Cursors>,
     pub(crate) http: reqwest::Client,
+    /// Notified whenever routes may have changed (an instance became healthy or unhealthy,
+    /// a release was switched); the ingress rebuilds its table on it.
+    pub routes_changed: Arc<tokio::sync::Notify>,
     /// Where remote nodes' credentials are written for bollard and `ssh` (one 0700 directory
     /// per node, files 0600).
     pub(crate) credentials_dir: PathBuf,
@@ -91,6 +94,7 @@ impl Orchestrator {
             extra_labels,
             cursors: Mutex::new(placement::Cursors::new()),
             http,
+            routes_changed: Arc::new(tokio::sync::Notify::new()),
             credentials_dir,
         }
     }

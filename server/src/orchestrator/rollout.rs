@@ -339,6 +339,12 @@ impl Orchestrator {
             .into_iter()
             .filter(|l| l.release_id != release.id)
             .collect();
+        // The ingress routes to the new release from now on; old instances get no new
+        // requests and finish what they serve before they are stopped.
+        self.routes_changed.notify_one();
+        if !old.is_empty() {
+            tokio::time::sleep(ROUTE_DRAIN).await;
+        }
         for r in join_all(old.iter().map(|l| self.retire(l, STOP_GRACE_SECS))).await {
             r?;
         }
@@ -526,9 +532,15 @@ impl Orchestrator {
                 .set_status(&d.id, status.as_str(), &message)
                 .await?;
         }
+        // Healthy instances may have come or gone: the ingress rebuilds its table.
+        self.routes_changed.notify_one();
         Ok(())
     }
 }
+
+/// How long old instances keep serving in-flight requests after the switch, before they are
+/// stopped (the ingress has rebuilt its table well within this).
+pub const ROUTE_DRAIN: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// Restarts in a row after which an instance counts as crash-looping.
 pub const CRASH_LOOP_RESTARTS: i64 = 3;

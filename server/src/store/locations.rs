@@ -7,7 +7,7 @@ use sqlx::{any::AnyRow, AnyPool, Row};
 use super::{now_ms, touched, StoreResult};
 
 /// One instance and where it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LocationRecord {
     pub id: String,
     pub deployment_id: String,

@@ -66,6 +66,7 @@ pub fn test_config(db: &TestDb) -> Config {
         .docker_labels
         .insert(TEST_LABEL_KEY.into(), TEST_LABEL_VALUE.into());
     config.reconcile_interval_secs = 2;
+    config.ingress_http_listen = Some("127.0.0.1:0".parse().unwrap());
     config
 }
 
@@ -82,6 +83,8 @@ pub struct TestApp {
     /// The installation id that labels this instance's Docker objects.
     pub installation: String,
     pub reconciler: std::sync::Arc<berth::orchestrator::reconciler::Reconciler>,
+    /// Where the ingress listens (`None` when the config has no ingress).
+    pub ingress: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -103,6 +106,7 @@ impl TestApp {
         let admin = app.first_admin.clone();
         let installation = store.deployments().installation_id().await.unwrap();
         let reconciler = app.reconciler();
+        let ingress = app.ingress_addr();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             app.run_until_stopped(async {
@@ -118,6 +122,7 @@ impl TestApp {
             admin,
             installation,
             reconciler,
+            ingress,
             stop: Some(tx),
             task: Some(task),
         }
