@@ -14,8 +14,9 @@ sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 packages=(gcc pkg-config busybox-static openssh-client)
 if [[ $want_test -eq 1 ]]; then
   # openssl + nginx (stream module): a TLS-guarded Docker endpoint for the remote-node tests;
-  # openssh-server: an sshd for ssh:// nodes (the tests start both on loopback, never as services).
-  packages+=(postgresql chromium chromium-driver python3-venv curl openssl nginx libnginx-mod-stream openssh-server)
+  # openssh-server: an sshd for ssh:// nodes (the tests start both on loopback, never as services);
+  # pebble: its pebble-challtestsrv is the DNS server of the custom-domain tests.
+  packages+=(postgresql chromium chromium-driver python3-venv curl openssl nginx libnginx-mod-stream openssh-server pebble)
 fi
 missing=()
 for p in "${packages[@]}"; do

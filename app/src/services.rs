@@ -254,6 +254,28 @@ pub trait DeploymentService: Send + Sync {
         id: &DeploymentId,
         tail: u32,
     ) -> Result<Vec<LogLine>, ApiError>;
+    /// A deployment's custom domains.
+    async fn list_domains(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+    ) -> Result<Vec<DomainView>, ApiError>;
+    /// Adds a custom domain (pending until DNS proves control). 400 `invalid_domain` /
+    /// `wildcard_needs_dns01`, 409 `domain_taken` (used by this or another project).
+    async fn add_domain(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+        domain: AddDomain,
+    ) -> Result<DomainView, ApiError>;
+    /// Checks a pending domain's DNS at the next tick instead of after its backoff.
+    async fn verify_domain(
+        &self,
+        ctx: &RequestContext,
+        id: &DomainId,
+    ) -> Result<DomainView, ApiError>;
+    /// Removes a custom domain; it stops being routed at once. 404 `domain_not_found`.
+    async fn remove_domain(&self, ctx: &RequestContext, id: &DomainId) -> Result<(), ApiError>;
 }
 
 /// The handles `server` provides to server functions (Leptos context) and REST handlers.

@@ -2,8 +2,9 @@
 //! new one, create a project and see it listed without a page reload (the wasm is running),
 //! switch the theme, and see a field error; then deploy the local demo image, see it healthy
 //! with its node and container id, `docker kill` it and watch Berth bring it back, follow
-//! its logs live, and redeploy a broken image while the old release keeps running. Saves
-//! `target/e2e-projects.png` and `target/e2e-deployment.png`.
+//! its logs live, redeploy a broken image while the old release keeps running, and open the
+//! app at its generated hostname. Saves
+//! `target/e2e-projects.png`, `target/e2e-deployment.png` and `target/e2e-app.png`.
 //!
 //! Needs `BERTH_BIN` (the built binary) and `BERTH_SITE_ROOT` (with `pkg/`), as
 //! scripts/test.sh sets them, plus `chromedriver` and `chromium` on PATH.
@@ -336,6 +337,24 @@ async fn deploy_and_watch(c: &Client) -> Result<()> {
     }
     let shot = c.screenshot().await?;
     std::fs::write(workspace_target().join("e2e-deployment.png"), shot)?;
+    // The app at its generated hostname, through the ingress (Chromium resolves *.localhost
+    // to the loopback address by itself).
+    let app_url = c
+        .find(Locator::Id("app-url"))
+        .await?
+        .attr("href")
+        .await?
+        .unwrap_or_default();
+    if !app_url.starts_with("http://hello-") || !app_url.contains(".localhost:") {
+        return Err(format!("unexpected app address '{app_url}'").into());
+    }
+    c.goto(&app_url).await?;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//h1[text()='Hello from Berth']"))
+        .await?;
+    let shot = c.screenshot().await?;
+    std::fs::write(workspace_target().join("e2e-app.png"), shot)?;
     Ok(())
 }
 

@@ -12,14 +12,14 @@ use crate::{
     auth::{bootstrap, FailureLimiter},
     config::{Config, Role},
     http::{self, AppState},
-    ingress::Ingress,
+    ingress::{domains::DomainVerifier, Ingress},
     jobs::Workers,
     orchestrator::{
         monitor::HealthMonitor, reconciler::Reconciler, topology::register_local_node, Orchestrator,
     },
     platform::{
-        accounts::SignInLimits, AccountsService, AdminConsole, DeploymentsService, ProjectsService,
-        TopologyConsole,
+        accounts::SignInLimits, AccountsService, AdminConsole, AppUrls, DeploymentsService,
+        ProjectsService, TopologyConsole,
     },
     runtime::Engine,
     secrets::SecretBox,
@@ -91,6 +91,19 @@ impl Application {
                 .map(|o| o.label.clone())
                 .unwrap_or_default(),
         };
+        // The ingress binds first, so that the portal can show each app's address.
+        let ingress_listener = match (config.has_role(Role::Ingress), config.ingress_http_listen) {
+            (true, Some(listen)) => Some(
+                TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen} (ingress_http_listen)"))?,
+            ),
+            _ => None,
+        };
+        let app_urls = match &ingress_listener {
+            Some(l) => Some(AppUrls::new(&config.base_domain, l.local_addr()?.port())),
+            None => None,
+        };
         let services = Services {
             accounts: Arc::new(AccountsService::new(
                 store.clone(),
@@ -104,12 +117,16 @@ impl Application {
             projects: Arc::new(ProjectsService::new(store.clone())),
             admin: Arc::new(AdminConsole::new(store.clone())),
             topology: Arc::new(TopologyConsole::new(store.clone(), orchestrator.clone())),
-            deployments: Arc::new(DeploymentsService::new(
-                store.clone(),
-                secrets,
-                orchestrator.clone(),
-                workers.waker(),
-            )),
+            deployments: Arc::new(
+                DeploymentsService::new(
+                    store.clone(),
+                    secrets,
+                    orchestrator.clone(),
+                    workers.waker(),
+                )
+                .with_app_urls(app_urls)
+                .with_domain_settings(&config.base_domain, config.ingress_public_ips.clone()),
+            ),
         };
 
         let listener = TcpListener::bind(config.listen)
@@ -141,13 +158,19 @@ impl Application {
             ));
             let monitor = Arc::new(HealthMonitor::new(orchestrator.clone()));
             tasks.push(tokio::spawn(monitor.run()));
+            let verifier = Arc::new(DomainVerifier::new(
+                store.clone(),
+                config.base_domain.clone(),
+                config.ingress_public_ips.clone(),
+                config.dns_resolver,
+                orchestrator.routes_changed.clone(),
+            ));
+            tasks.push(tokio::spawn(verifier.run()));
         }
         let mut ingress_addr = None;
-        if let (true, Some(listen)) = (config.has_role(Role::Ingress), config.ingress_http_listen) {
-            let listener = TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen} (ingress_http_listen)"))?;
-            ingress_addr = Some(listener.local_addr()?);
+        if let Some(listener) = ingress_listener {
+            let listen = listener.local_addr()?;
+            ingress_addr = Some(listen);
             let ingress = Arc::new(Ingress::new(
                 store.clone(),
                 config.base_domain.clone(),

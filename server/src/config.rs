@@ -137,6 +137,14 @@ pub struct Config {
     /// Deployments are served at `<deployment>-<project>.<base_domain>`. Default `localhost`,
     /// which browsers resolve to 127.0.0.1 without DNS.
     pub base_domain: String,
+    /// Addresses of the ingress as the internet sees them: a custom domain may point at them
+    /// with A/AAAA records (otherwise with a CNAME to its generated hostname). Default
+    /// `["127.0.0.1"]`.
+    pub ingress_public_ips: Vec<std::net::IpAddr>,
+    /// The DNS server that custom-domain checks ask (`IP:PORT`). Default: empty, the system's
+    /// resolvers from `/etc/resolv.conf`.
+    #[serde(default, deserialize_with = "optional_addr")]
+    pub dns_resolver: Option<SocketAddr>,
 }
 
 /// An address, or `None` for an empty string.
@@ -178,6 +186,8 @@ impl Default for Config {
             job_workers: 4,
             ingress_http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8000))),
             base_domain: "localhost".into(),
+            ingress_public_ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+            dns_resolver: None,
         }
     }
 }

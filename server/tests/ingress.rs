@@ -150,6 +150,12 @@ async fn the_ingress_routes_generated_hostnames_to_healthy_instances() {
         assert!(Instant::now() < deadline, "the route never appeared");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let d = detail(&owner, &web).await;
+    assert_eq!(
+        d["url"],
+        format!("http://web-shop.localhost:{}/", ingress.port()),
+        "the portal shows the app's address"
+    );
     let (status, body) = get(&client, ingress, "Web-Shop.LOCALHOST:8000", "/").await;
     assert_eq!((status, body.trim()), (200, "release one"));
 

@@ -188,3 +188,51 @@ pub async fn deployment_logs(id: String, tail: u32) -> Result<Vec<LogLine>, ApiE
         .await
         .map_err(super::tag(&ctx))
 }
+
+/// A deployment's custom domains.
+#[server(prefix = "/rpc", endpoint = "list_domains")]
+pub async fn list_domains(id: String) -> Result<Vec<DomainView>, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .deployments
+        .list_domains(&ctx, &DeploymentId(id))
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Adds a custom domain to a deployment (the form's `hostname` field).
+#[server(prefix = "/rpc", endpoint = "add_domain")]
+pub async fn attach_domain(id: String, hostname: String) -> Result<DomainView, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .deployments
+        .add_domain(
+            &ctx,
+            &DeploymentId(id),
+            crate::model::AddDomain { hostname },
+        )
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Checks a pending domain now.
+#[server(prefix = "/rpc", endpoint = "verify_domain")]
+pub async fn verify_domain(domain_id: String) -> Result<DomainView, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .deployments
+        .verify_domain(&ctx, &DomainId(domain_id))
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Removes a custom domain.
+#[server(prefix = "/rpc", endpoint = "remove_domain")]
+pub async fn remove_domain(domain_id: String) -> Result<(), ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .deployments
+        .remove_domain(&ctx, &DomainId(domain_id))
+        .await
+        .map_err(super::tag(&ctx))
+}

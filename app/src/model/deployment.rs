@@ -333,6 +333,10 @@ pub struct JobView {
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeploymentDetail {
     pub deployment: DeploymentView,
+    /// Where the ingress serves the app (`http://<deployment>-<project>.<base domain>:port/`);
+    /// `None` when no ingress runs.
+    #[serde(default)]
+    pub url: Option<String>,
     pub project_name: String,
     /// Newest first.
     pub releases: Vec<ReleaseView>,

@@ -1,5 +1,6 @@
 //! One deployment: status, lifecycle buttons, instances, releases (with rollback), jobs with
-//! their steps, settings (a new release on save) and logs. Refreshes itself every 2 s.
+//! their steps, settings (a new release on save), custom domains and logs. Status, instances,
+//! releases and jobs refresh every 2 s; the settings form, domains and logs keep their state.
 
 use std::time::Duration;
 
@@ -8,11 +9,14 @@ use leptos_router::hooks::use_params_map;
 
 use super::deployments::StatusBadge;
 use crate::{
-    api::deployments::{deployment_logs, get_deployment, DeploymentLifecycle, UpdateDeployment},
+    api::deployments::{
+        deployment_logs, get_deployment, list_domains, AttachDomain, DeploymentLifecycle,
+        RemoveDomain, UpdateDeployment, VerifyDomain,
+    },
     components::{
         action_error, format_time, Card, ErrorPanel, Field, FormError, Portal, Submit, TextArea,
     },
-    model::{DeploymentDetail, DeploymentForm, InstanceView, JobView, ReleaseView},
+    model::{DeploymentDetail, DeploymentForm, DomainStatus, InstanceView, JobView, ReleaseView},
 };
 
 #[component]
@@ -48,15 +52,38 @@ fn DeploymentDetailView() -> impl IntoView {
         },
         |(id, _, _, _)| get_deployment(id),
     );
+    // The settings form is read again only after a change, not on every refresh, so that
+    // what the user is typing is not replaced; logs and domains keep their own state.
+    let settings = Resource::new(
+        move || (id(), lifecycle.version().get(), update.version().get()),
+        |(id, _, _)| get_deployment(id),
+    );
     view! {
         <Transition fallback=|| view! { <p class="text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
                     Err(e) => view! { <ErrorPanel error=e /> }.into_any(),
-                    Ok(d) => view! { <DeploymentBody detail=d lifecycle=lifecycle update=update /> }.into_any(),
+                    Ok(d) => view! { <DeploymentBody detail=d lifecycle=lifecycle /> }.into_any(),
                 }
             })}
         </Transition>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                settings.await.ok().and_then(|d| {
+                    let id = d.deployment.id.to_string();
+                    d.deployment.spec.map(|spec| view! {
+                        <Settings id=id form=DeploymentForm::from_spec(&spec) update=update />
+                    })
+                })
+            })}
+        </Transition>
+        {move || {
+            let id = id();
+            view! {
+                <Domains id=id.clone() />
+                <Logs id=id />
+            }
+        }}
     }
 }
 
@@ -64,7 +91,6 @@ fn DeploymentDetailView() -> impl IntoView {
 fn DeploymentBody(
     detail: DeploymentDetail,
     lifecycle: ServerAction<DeploymentLifecycle>,
-    update: ServerAction<UpdateDeployment>,
 ) -> impl IntoView {
     let d = detail.deployment.clone();
     let id = d.id.to_string();
@@ -80,12 +106,8 @@ fn DeploymentBody(
         }
     };
     let running = d.desired_state == "running";
-    let (id_releases, id_settings, id_logs) = (id.clone(), id.clone(), id.clone());
+    let id_releases = id.clone();
     let (id_scale, id_delete) = (id.clone(), id.clone());
-    let settings = d
-        .spec
-        .clone()
-        .map(|spec| view! { <Settings id=id_settings form=DeploymentForm::from_spec(&spec) update=update /> });
     view! {
         <Card>
             <div class="flex flex-wrap items-center gap-3">
@@ -95,6 +117,9 @@ fn DeploymentBody(
                     {format!("in {}", detail.project_name)}
                 </a>
             </div>
+            {detail.url.clone().map(|url| view! {
+                <a id="app-url" class="mt-1 inline-block font-mono text-sm text-sky-700 hover:underline dark:text-sky-400" href=url.clone() target="_blank" rel="noopener">{url.clone()}</a>
+            })}
             {(!d.status_message.is_empty())
                 .then(|| view! { <pre id="status-message" class="mt-2 whitespace-pre-wrap text-sm text-slate-600 dark:text-slate-400">{d.status_message.clone()}</pre> })}
             <div class="mt-4 flex flex-wrap items-center gap-2">
@@ -119,8 +144,6 @@ fn DeploymentBody(
         <Instances instances=detail.instances.clone() />
         <Releases releases=detail.releases.clone() current=d.current_release id=id_releases lifecycle=lifecycle />
         <Jobs jobs=detail.jobs.clone() />
-        {settings}
-        <Logs id=id_logs />
     }
 }
 
@@ -267,6 +290,109 @@ fn Settings(
     }
 }
 
+#[component]
+fn Domains(id: String) -> impl IntoView {
+    let add = ServerAction::<AttachDomain>::new();
+    let verify = ServerAction::<VerifyDomain>::new();
+    let remove = ServerAction::<RemoveDomain>::new();
+    let add_error = action_error(add.value());
+    let other_error = action_error(verify.value());
+    let remove_error = action_error(remove.value());
+    // Checks run in the background: look again every 5 s while the card is shown.
+    let tick = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        set_interval(
+            move || tick.update(|t| *t = t.wrapping_add(1)),
+            Duration::from_secs(5),
+        );
+    });
+    let lid = id.clone();
+    let domains = Resource::new(
+        move || {
+            (
+                lid.clone(),
+                tick.get(),
+                add.version().get(),
+                verify.version().get(),
+                remove.version().get(),
+            )
+        },
+        |(id, ..)| list_domains(id),
+    );
+    view! {
+        <Card heading="Domains">
+            <p class="mb-3 text-sm text-slate-500">
+                "Serve this deployment at your own domain. Create the DNS records shown; Berth checks them and routes the domain once they are right."
+            </p>
+            <FormError error=other_error all=true />
+            <FormError error=remove_error all=true />
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match domains.await {
+                        Err(e) => view! { <ErrorPanel error=e /> }.into_any(),
+                        Ok(list) if list.is_empty() => view! { <p class="text-sm text-slate-500">"No custom domains yet."</p> }.into_any(),
+                        Ok(list) => view! {
+                            <ul id="domains" class="divide-y divide-slate-200 text-sm dark:divide-slate-800">
+                                {list.into_iter().map(|dom| {
+                                    let verified = dom.status == DomainStatus::Verified;
+                                    let badge = if verified {
+                                        "rounded-sm bg-green-100 px-2 py-0.5 text-xs text-green-800"
+                                    } else {
+                                        "rounded-sm bg-amber-100 px-2 py-0.5 text-xs text-amber-800"
+                                    };
+                                    let domain_id = dom.id.to_string();
+                                    let verify_id = domain_id.clone();
+                                    view! {
+                                        <li class="domain py-3">
+                                            <div class="flex flex-wrap items-center gap-3">
+                                                <span class="font-mono font-medium">{dom.hostname.clone()}</span>
+                                                <span class=badge>{if verified { "verified" } else { "pending" }}</span>
+                                                {(!verified).then(|| view! {
+                                                    <ActionForm action=verify>
+                                                        <input type="hidden" name="domain_id" value=verify_id.clone() />
+                                                        <button type="submit" class="text-sky-700 hover:underline dark:text-sky-400">"Verify now"</button>
+                                                    </ActionForm>
+                                                })}
+                                                <ActionForm action=remove>
+                                                    <input type="hidden" name="domain_id" value=domain_id.clone() />
+                                                    <button type="submit" class="text-red-700 hover:underline dark:text-red-400">"Remove"</button>
+                                                </ActionForm>
+                                            </div>
+                                            {(!verified).then(|| view! {
+                                                <table class="mt-2 w-full text-left font-mono text-xs">
+                                                    <thead class="text-slate-500"><tr><th>"Type"</th><th>"Name"</th><th>"Value"</th></tr></thead>
+                                                    <tbody>
+                                                        {dom.dns_records.iter().map(|r| view! {
+                                                            <tr><td class="pr-3">{r.kind.clone()}</td><td class="pr-3">{r.name.clone()}</td><td class="break-all">{r.value.clone()}</td></tr>
+                                                        }).collect_view()}
+                                                    </tbody>
+                                                </table>
+                                                <p class="mt-1 text-xs text-slate-500">"The TXT record, plus either the CNAME or (for a zone apex) the A/AAAA records."</p>
+                                            })}
+                                            {(!dom.last_result.is_empty()).then(|| view! {
+                                                <p class="domain-result mt-1 text-xs text-slate-600 dark:text-slate-400">
+                                                    {dom.last_result.clone()}
+                                                    {dom.last_check_at_ms.map(|t| format!(" (checked {})", format_time(t)))}
+                                                </p>
+                                            })}
+                                        </li>
+                                    }
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+            <ActionForm action=add attr:id="add-domain-form" attr:class="mt-3 flex flex-wrap items-start gap-3">
+                <input type="hidden" name="id" value=id.clone() />
+                <div class="grow"><Field label="Domain" name="hostname" placeholder="shop.example.com" required=true error=add_error /></div>
+                <div class="pt-6"><Submit label="Add domain" /></div>
+            </ActionForm>
+            <FormError error=add_error />
+        </Card>
+    }
+}
+
 fn format_line(l: &crate::model::LogLine) -> String {
     format!("{} {} {}\n", l.timestamp, l.stream, l.text)
 }
@@ -283,7 +409,13 @@ fn Logs(id: String) -> impl IntoView {
     let following = RwSignal::new(false);
     let live = RwSignal::new(Vec::<String>::new());
     let ended = RwSignal::new(None::<String>);
+    // The socket lives in the browser only: thread-local storage there; on the server (a
+    // multi-threaded runtime, where a thread-local value must not be touched from another
+    // thread) the placeholder is plain shared storage.
+    #[cfg(feature = "hydrate")]
     let socket = StoredValue::new_local(None::<live::Follow>);
+    #[cfg(not(feature = "hydrate"))]
+    let socket = StoredValue::new(None::<live::Follow>);
     let fid = id.clone();
     let toggle = move |_| {
         if following.get_untracked() {

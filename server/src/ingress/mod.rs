@@ -4,7 +4,8 @@
 //!
 //! - **Routing** by `Host` to the healthy instances of a deployment's current release
 //!   ([`routes::RouteTable`]), round-robin. Each deployment is served at
-//!   `<deployment>-<project>.<base_domain>`.
+//!   `<deployment>-<project>.<base_domain>` and at its verified custom domains
+//!   ([`domains`]).
 //! - **Live table**: rebuilt from the store whenever the orchestrator signals a change (a
 //!   rollout switching, an instance becoming healthy or unhealthy) and every
 //!   [`REFRESH`] in any case, then swapped in one step: in-flight requests, keep-alive
@@ -20,6 +21,7 @@
 //!   `101`, both connections are spliced.
 //! - **Slow clients**: the request head must arrive within [`HEADER_READ_TIMEOUT`].
 
+pub mod domains;
 pub mod routes;
 
 use std::{
@@ -99,7 +101,14 @@ impl Ingress {
         let projects = self.store.projects().list_all().await?;
         let deployments = self.store.deployments().all().await?;
         let locations = self.store.locations().all().await?;
-        let table = RouteTable::build(&self.base_domain, &projects, &deployments, &locations);
+        let domains = self.store.domains().verified().await?;
+        let table = RouteTable::build(
+            &self.base_domain,
+            &projects,
+            &deployments,
+            &locations,
+            &domains,
+        );
         *self.table.write().expect("route table lock") = Arc::new(table);
         Ok(())
     }

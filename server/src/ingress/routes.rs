@@ -7,7 +7,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-use crate::store::{DeploymentRecord, LocationRecord, ProjectRecord};
+use crate::store::{DeploymentRecord, DomainRecord, LocationRecord, ProjectRecord};
 
 /// Where requests for one hostname go.
 #[derive(Debug)]
@@ -48,13 +48,14 @@ pub fn generated_host(deployment: &str, project: &str, base_domain: &str) -> Str
 
 impl RouteTable {
     /// Builds the table: one route per deployment with a current release, at its generated
-    /// hostname, to the running, healthy instances of that release (none while the user has
-    /// it stopped: a 503, not a 404).
+    /// hostname and at each of its verified custom `domains`, to the running, healthy
+    /// instances of that release (none while the user has it stopped: a 503, not a 404).
     pub fn build(
         base_domain: &str,
         projects: &[ProjectRecord],
         deployments: &[DeploymentRecord],
         locations: &[LocationRecord],
+        domains: &[DomainRecord],
     ) -> Self {
         let names: HashMap<&str, &str> = projects
             .iter()
@@ -83,6 +84,20 @@ impl RouteTable {
                     Some(SocketAddr::new(ip, port))
                 })
                 .collect();
+            for domain in domains
+                .iter()
+                .filter(|x| x.deployment_id == d.id && x.status == "verified")
+            {
+                by_host.insert(
+                    domain.hostname.clone(),
+                    Route {
+                        host: domain.hostname.clone(),
+                        deployment_id: d.id.clone(),
+                        backends: backends.clone(),
+                        next: AtomicUsize::new(0),
+                    },
+                );
+            }
             let host = generated_host(&d.name, project, base_domain);
             by_host.insert(
                 host.clone(),
@@ -169,6 +184,23 @@ mod tests {
         }
     }
 
+    fn domain(deployment: &str, hostname: &str, status: &str) -> DomainRecord {
+        DomainRecord {
+            id: hostname.into(),
+            project_id: "p".into(),
+            deployment_id: deployment.into(),
+            hostname: hostname.into(),
+            token: "t".into(),
+            status: status.into(),
+            last_result: String::new(),
+            attempts: 0,
+            last_check_at_ms: None,
+            next_check_at_ms: None,
+            verified_at_ms: None,
+            created_at_ms: 0,
+        }
+    }
+
     #[test]
     fn routes_go_to_healthy_instances_of_the_current_release() {
         let table = RouteTable::build(
@@ -186,8 +218,21 @@ mod tests {
                 instance("d1", "r1", "10.0.0.5", "healthy"),
                 instance("d2", "r1", "10.0.0.6", "healthy"),
             ],
+            &[
+                domain("d1", "shop.example.com", "verified"),
+                domain("d1", "pending.example.com", "pending"),
+            ],
         );
-        assert_eq!(table.len(), 2);
+        assert_eq!(table.len(), 3);
+        let custom = table.lookup("SHOP.example.com").unwrap();
+        assert_eq!(
+            (custom.deployment_id.as_str(), custom.backends.len()),
+            ("d1", 2)
+        );
+        assert!(
+            table.lookup("pending.example.com").is_none(),
+            "only verified domains"
+        );
         let route = table.lookup("Web-Shop.apps.example.com:8000").unwrap();
         assert_eq!(route.deployment_id, "d1");
         let mut seen: Vec<String> = route.backends.iter().map(|a| a.to_string()).collect();
@@ -211,6 +256,7 @@ mod tests {
                 instance("d1", "r", "10.0.0.2", "healthy"),
                 instance("d1", "r", "10.0.0.3", "healthy"),
             ],
+            &[],
         );
         let route = table.lookup("web-shop.localhost").unwrap();
         let first: Vec<_> = route.rotation().collect();

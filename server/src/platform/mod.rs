@@ -10,7 +10,7 @@ mod topology;
 
 pub use accounts::AccountsService;
 pub use admin::AdminConsole;
-pub use deployments::{DeploymentsService, LOG_TAIL_MAX};
+pub use deployments::{AppUrls, DeploymentsService, LOG_TAIL_MAX};
 pub use projects::ProjectsService;
 pub use topology::TopologyConsole;
 

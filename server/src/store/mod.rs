@@ -8,6 +8,7 @@
 
 mod audit;
 mod deployments;
+mod domains;
 mod jobs;
 mod locations;
 mod projects;
@@ -18,6 +19,7 @@ mod users;
 
 pub use audit::{AuditEventRecord, AuditEvents, NewAuditEvent};
 pub use deployments::{DeploymentRecord, Deployments, NewRelease, ReleaseRecord, Taken};
+pub use domains::{DomainRecord, Domains};
 pub use jobs::{JobRecord, Jobs, NewJob};
 pub use locations::{LocationRecord, Locations, NodeAllocation, ObservedState};
 pub use projects::{MemberRecord, ProjectRecord, Projects};
@@ -209,6 +211,10 @@ impl Store {
 
     pub fn locations(&self) -> Locations<'_> {
         Locations::new(&self.pool)
+    }
+
+    pub fn domains(&self) -> Domains<'_> {
+        Domains::new(&self.pool)
     }
 
     pub fn jobs(&self) -> Jobs<'_> {

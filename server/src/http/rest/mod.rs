@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod deployments;
+mod domains;
 mod openapi;
 mod projects;
 mod topology;
@@ -110,6 +111,12 @@ pub fn router() -> Router<AppState> {
         .route("/deployments/{id}/actions", post(deployments::act))
         .route("/deployments/{id}/logs", get(deployments::logs))
         .route("/jobs/{id}", get(deployments::job))
+        .route(
+            "/deployments/{id}/domains",
+            get(domains::list).post(domains::add),
+        )
+        .route("/domains/{id}", delete(domains::remove))
+        .route("/domains/{id}/verify", post(domains::verify))
         .fallback(|| async {
             RestError(ApiError::not_found(
                 "route_not_found",

@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{account, admin, deployments, projects, topology};
+use super::{account, admin, deployments, domains, projects, topology};
 
 struct Security;
 
@@ -40,6 +40,7 @@ impl Modify for Security {
         topology::list_regions, topology::set_placement_strategy,
         deployments::list, deployments::create, deployments::get_one, deployments::act,
         deployments::remove, deployments::job, deployments::logs,
+        domains::list, domains::add, domains::verify, domains::remove,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
