@@ -16,15 +16,14 @@ use tokio::sync::Notify;
 use super::{
     audit,
     deployment_views::{deployment_view, instance_view, job_view, release_view, stored_spec},
+    domains::AppUrls,
     internal,
     projects::project_access,
 };
 use crate::{
     orchestrator::Orchestrator,
     secrets::SecretBox,
-    store::{
-        DeploymentRecord, DomainRecord, NewJob, NewRelease, ReleaseRecord, Store, StoreError, Taken,
-    },
+    store::{DeploymentRecord, NewJob, NewRelease, ReleaseRecord, Store, Taken},
 };
 
 /// Most log lines one request returns.
@@ -32,13 +31,13 @@ pub const LOG_TAIL_MAX: u32 = 5000;
 
 /// The deployment service.
 pub struct DeploymentsService {
-    store: Store,
+    pub(super) store: Store,
     secrets: SecretBox,
-    orchestrator: Arc<Orchestrator>,
+    pub(super) orchestrator: Arc<Orchestrator>,
     wake_workers: Arc<Notify>,
     app_urls: Option<AppUrls>,
-    base_domain: String,
-    ingress_ips: Vec<std::net::IpAddr>,
+    pub(super) base_domain: String,
+    pub(super) ingress_ips: Vec<std::net::IpAddr>,
 }
 
 fn deployment_not_found() -> ApiError {
@@ -46,31 +45,6 @@ fn deployment_not_found() -> ApiError {
         "deployment_not_found",
         "No deployment with this id is visible to you.",
     )
-}
-
-/// Where the ingress serves apps: `http://<deployment>-<project>.<base_domain>[:port]`.
-#[derive(Debug, Clone)]
-pub struct AppUrls {
-    base_domain: String,
-    port: u16,
-}
-
-impl AppUrls {
-    pub fn new(base_domain: &str, port: u16) -> Self {
-        Self {
-            base_domain: base_domain.to_owned(),
-            port,
-        }
-    }
-
-    /// The address of deployment `deployment` of project `project` (port left out when 80).
-    pub fn url(&self, deployment: &str, project: &str) -> String {
-        let host = crate::ingress::routes::generated_host(deployment, project, &self.base_domain);
-        match self.port {
-            80 => format!("http://{host}/"),
-            port => format!("http://{host}:{port}/"),
-        }
-    }
 }
 
 fn taken(t: Taken, name: &str) -> ApiError {
@@ -120,88 +94,6 @@ impl DeploymentsService {
         self
     }
 
-    fn domain_view(&self, d: DomainRecord, target: &str) -> DomainView {
-        let mut dns_records = vec![
-            DnsRecord {
-                kind: "TXT".into(),
-                name: format!("{CHALLENGE_LABEL}.{}", d.hostname),
-                value: d.token.clone(),
-            },
-            DnsRecord {
-                kind: "CNAME".into(),
-                name: d.hostname.clone(),
-                value: target.to_owned(),
-            },
-        ];
-        // A zone apex cannot have a CNAME: address records to the ingress instead.
-        for ip in &self.ingress_ips {
-            dns_records.push(DnsRecord {
-                kind: if ip.is_ipv4() { "A" } else { "AAAA" }.into(),
-                name: d.hostname.clone(),
-                value: ip.to_string(),
-            });
-        }
-        DomainView {
-            id: DomainId(d.id),
-            deployment_id: DeploymentId(d.deployment_id),
-            hostname: d.hostname,
-            status: if d.status == "verified" {
-                DomainStatus::Verified
-            } else {
-                DomainStatus::Pending
-            },
-            dns_records,
-            last_result: d.last_result,
-            last_check_at_ms: d.last_check_at_ms,
-            next_check_at_ms: d.next_check_at_ms.filter(|_| d.status != "verified"),
-            verified_at_ms: d.verified_at_ms,
-        }
-    }
-
-    /// The generated hostname of deployment `d`.
-    async fn generated_host(&self, d: &DeploymentRecord) -> Result<String, ApiError> {
-        let project = self
-            .store
-            .projects()
-            .by_id(&d.project_id)
-            .await
-            .map_err(internal("load project"))?
-            .map(|p| p.name)
-            .unwrap_or_default();
-        Ok(crate::ingress::routes::generated_host(
-            &d.name,
-            &project,
-            &self.base_domain,
-        ))
-    }
-
-    /// The domain and its deployment, if the caller may see the deployment's project.
-    async fn visible_domain(
-        &self,
-        ctx: &RequestContext,
-        id: &DomainId,
-    ) -> Result<(DomainRecord, DeploymentRecord), ApiError> {
-        let not_found = || {
-            ApiError::not_found(
-                "domain_not_found",
-                "No domain with this id is visible to you.",
-            )
-        };
-        ctx.user()?;
-        let domain = self
-            .store
-            .domains()
-            .by_id(&id.0)
-            .await
-            .map_err(internal("load domain"))?
-            .ok_or_else(not_found)?;
-        let d = self
-            .visible(ctx, &DeploymentId(domain.deployment_id.clone()))
-            .await
-            .map_err(|e| if e.status == 404 { not_found() } else { e })?;
-        Ok((domain, d))
-    }
-
     /// Shows each deployment's address on the ingress (`None`: no ingress, no address).
     pub fn with_app_urls(mut self, app_urls: Option<AppUrls>) -> Self {
         self.app_urls = app_urls;
@@ -209,7 +101,7 @@ impl DeploymentsService {
     }
 
     /// The deployment if the caller may see its project (404 otherwise, for both cases).
-    async fn visible(
+    pub(super) async fn visible(
         &self,
         ctx: &RequestContext,
         id: &DeploymentId,
@@ -678,18 +570,7 @@ impl DeploymentService for DeploymentsService {
         ctx: &RequestContext,
         id: &DeploymentId,
     ) -> Result<Vec<DomainView>, ApiError> {
-        let d = self.visible(ctx, id).await?;
-        let target = self.generated_host(&d).await?;
-        let domains = self
-            .store
-            .domains()
-            .for_deployment(&d.id)
-            .await
-            .map_err(internal("list domains"))?;
-        Ok(domains
-            .into_iter()
-            .map(|x| self.domain_view(x, &target))
-            .collect())
+        self.domains_of(ctx, id).await
     }
 
     async fn add_domain(
@@ -698,45 +579,7 @@ impl DeploymentService for DeploymentsService {
         id: &DeploymentId,
         domain: AddDomain,
     ) -> Result<DomainView, ApiError> {
-        let d = self.visible(ctx, id).await?;
-        let hostname = validate_domain(&domain.hostname, &self.base_domain)?;
-        let token = {
-            use argon2::password_hash::rand_core::{OsRng, RngCore};
-            let mut bytes = [0u8; 16];
-            OsRng.fill_bytes(&mut bytes);
-            format!(
-                "berth-verify-{}",
-                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-            )
-        };
-        let record = match self
-            .store
-            .domains()
-            .add(&d.project_id, &d.id, &hostname, &token)
-            .await
-        {
-            Ok(r) => r,
-            // Which project holds it is not said: that would leak other customers' domains.
-            Err(StoreError::Conflict(_)) => {
-                return Err(ApiError::conflict_field(
-                    "hostname",
-                    "domain_taken",
-                    format!("{hostname} is already used by a deployment, in this project or another one. A domain belongs to one project only."),
-                ))
-            }
-            Err(e) => return Err(internal("add domain")(e)),
-        };
-        audit(
-            &self.store,
-            ctx,
-            None,
-            "domain.add",
-            format!("domain:{}", record.id),
-            json!({"deployment": d.id, "hostname": hostname}),
-        )
-        .await?;
-        let target = self.generated_host(&d).await?;
-        Ok(self.domain_view(record, &target))
+        self.attach_domain(ctx, id, domain).await
     }
 
     async fn verify_domain(
@@ -744,42 +587,11 @@ impl DeploymentService for DeploymentsService {
         ctx: &RequestContext,
         id: &DomainId,
     ) -> Result<DomainView, ApiError> {
-        let (domain, d) = self.visible_domain(ctx, id).await?;
-        if domain.status != "verified" {
-            self.store
-                .domains()
-                .check_now(&domain.id)
-                .await
-                .map_err(internal("schedule domain check"))?;
-        }
-        let domain = self
-            .store
-            .domains()
-            .by_id(&domain.id)
-            .await
-            .map_err(internal("load domain"))?
-            .unwrap_or(domain);
-        let target = self.generated_host(&d).await?;
-        Ok(self.domain_view(domain, &target))
+        self.check_domain_now(ctx, id).await
     }
 
     async fn remove_domain(&self, ctx: &RequestContext, id: &DomainId) -> Result<(), ApiError> {
-        let (domain, _) = self.visible_domain(ctx, id).await?;
-        self.store
-            .domains()
-            .delete(&domain.id)
-            .await
-            .map_err(internal("remove domain"))?;
-        self.orchestrator.routes_changed.notify_one();
-        audit(
-            &self.store,
-            ctx,
-            None,
-            "domain.remove",
-            format!("domain:{}", domain.id),
-            json!({"hostname": domain.hostname}),
-        )
-        .await
+        self.detach_domain(ctx, id).await
     }
 }
 

@@ -5,12 +5,14 @@ pub mod accounts;
 mod admin;
 mod deployment_views;
 pub mod deployments;
+mod domains;
 mod projects;
 mod topology;
 
 pub use accounts::AccountsService;
 pub use admin::AdminConsole;
-pub use deployments::{AppUrls, DeploymentsService, LOG_TAIL_MAX};
+pub use deployments::{DeploymentsService, LOG_TAIL_MAX};
+pub use domains::AppUrls;
 pub use projects::ProjectsService;
 pub use topology::TopologyConsole;
 

@@ -1,0 +1,231 @@
+//! Custom domains of deployments, behind [`DeploymentService`](app::services::DeploymentService):
+//! adding one (with its token), the DNS records to show, "verify now" and removal. The DNS
+//! checks themselves run in `ingress::domains`.
+
+use app::{model::*, services::RequestContext};
+use serde_json::json;
+
+use super::{audit, deployments::DeploymentsService, internal};
+use crate::store::{DeploymentRecord, DomainRecord, StoreError};
+
+/// Where the ingress serves apps: `http://<deployment>-<project>.<base_domain>[:port]`.
+#[derive(Debug, Clone)]
+pub struct AppUrls {
+    base_domain: String,
+    port: u16,
+}
+
+impl AppUrls {
+    pub fn new(base_domain: &str, port: u16) -> Self {
+        Self {
+            base_domain: base_domain.to_owned(),
+            port,
+        }
+    }
+
+    /// The address of deployment `deployment` of project `project` (port left out when 80).
+    pub fn url(&self, deployment: &str, project: &str) -> String {
+        let host = crate::ingress::routes::generated_host(deployment, project, &self.base_domain);
+        match self.port {
+            80 => format!("http://{host}/"),
+            port => format!("http://{host}:{port}/"),
+        }
+    }
+}
+
+impl DeploymentsService {
+    fn domain_view(&self, d: DomainRecord, target: &str) -> DomainView {
+        let mut dns_records = vec![
+            DnsRecord {
+                kind: "TXT".into(),
+                name: format!("{CHALLENGE_LABEL}.{}", d.hostname),
+                value: d.token.clone(),
+            },
+            DnsRecord {
+                kind: "CNAME".into(),
+                name: d.hostname.clone(),
+                value: target.to_owned(),
+            },
+        ];
+        // A zone apex cannot have a CNAME: address records to the ingress instead.
+        for ip in &self.ingress_ips {
+            dns_records.push(DnsRecord {
+                kind: if ip.is_ipv4() { "A" } else { "AAAA" }.into(),
+                name: d.hostname.clone(),
+                value: ip.to_string(),
+            });
+        }
+        DomainView {
+            id: DomainId(d.id),
+            deployment_id: DeploymentId(d.deployment_id),
+            hostname: d.hostname,
+            status: if d.status == "verified" {
+                DomainStatus::Verified
+            } else {
+                DomainStatus::Pending
+            },
+            dns_records,
+            last_result: d.last_result,
+            last_check_at_ms: d.last_check_at_ms,
+            next_check_at_ms: d.next_check_at_ms.filter(|_| d.status != "verified"),
+            verified_at_ms: d.verified_at_ms,
+        }
+    }
+
+    /// The generated hostname of deployment `d`.
+    async fn generated_host(&self, d: &DeploymentRecord) -> Result<String, ApiError> {
+        let project = self
+            .store
+            .projects()
+            .by_id(&d.project_id)
+            .await
+            .map_err(internal("load project"))?
+            .map(|p| p.name)
+            .unwrap_or_default();
+        Ok(crate::ingress::routes::generated_host(
+            &d.name,
+            &project,
+            &self.base_domain,
+        ))
+    }
+
+    /// The domain and its deployment, if the caller may see the deployment's project.
+    async fn visible_domain(
+        &self,
+        ctx: &RequestContext,
+        id: &DomainId,
+    ) -> Result<(DomainRecord, DeploymentRecord), ApiError> {
+        let not_found = || {
+            ApiError::not_found(
+                "domain_not_found",
+                "No domain with this id is visible to you.",
+            )
+        };
+        ctx.user()?;
+        let domain = self
+            .store
+            .domains()
+            .by_id(&id.0)
+            .await
+            .map_err(internal("load domain"))?
+            .ok_or_else(not_found)?;
+        let d = self
+            .visible(ctx, &DeploymentId(domain.deployment_id.clone()))
+            .await
+            .map_err(|e| if e.status == 404 { not_found() } else { e })?;
+        Ok((domain, d))
+    }
+
+    pub(super) async fn domains_of(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+    ) -> Result<Vec<DomainView>, ApiError> {
+        let d = self.visible(ctx, id).await?;
+        let target = self.generated_host(&d).await?;
+        let domains = self
+            .store
+            .domains()
+            .for_deployment(&d.id)
+            .await
+            .map_err(internal("list domains"))?;
+        Ok(domains
+            .into_iter()
+            .map(|x| self.domain_view(x, &target))
+            .collect())
+    }
+
+    pub(super) async fn attach_domain(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+        domain: AddDomain,
+    ) -> Result<DomainView, ApiError> {
+        let d = self.visible(ctx, id).await?;
+        let hostname = validate_domain(&domain.hostname, &self.base_domain)?;
+        let token = {
+            use argon2::password_hash::rand_core::{OsRng, RngCore};
+            let mut bytes = [0u8; 16];
+            OsRng.fill_bytes(&mut bytes);
+            format!(
+                "berth-verify-{}",
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            )
+        };
+        let record = match self
+            .store
+            .domains()
+            .add(&d.project_id, &d.id, &hostname, &token)
+            .await
+        {
+            Ok(r) => r,
+            // Which project holds it is not said: that would leak other customers' domains.
+            Err(StoreError::Conflict(_)) => {
+                return Err(ApiError::conflict_field(
+                    "hostname",
+                    "domain_taken",
+                    format!("{hostname} is already used by a deployment, in this project or another one. A domain belongs to one project only."),
+                ))
+            }
+            Err(e) => return Err(internal("add domain")(e)),
+        };
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "domain.add",
+            format!("domain:{}", record.id),
+            json!({"deployment": d.id, "hostname": hostname}),
+        )
+        .await?;
+        let target = self.generated_host(&d).await?;
+        Ok(self.domain_view(record, &target))
+    }
+
+    pub(super) async fn check_domain_now(
+        &self,
+        ctx: &RequestContext,
+        id: &DomainId,
+    ) -> Result<DomainView, ApiError> {
+        let (domain, d) = self.visible_domain(ctx, id).await?;
+        if domain.status != "verified" {
+            self.store
+                .domains()
+                .check_now(&domain.id)
+                .await
+                .map_err(internal("schedule domain check"))?;
+        }
+        let domain = self
+            .store
+            .domains()
+            .by_id(&domain.id)
+            .await
+            .map_err(internal("load domain"))?
+            .unwrap_or(domain);
+        let target = self.generated_host(&d).await?;
+        Ok(self.domain_view(domain, &target))
+    }
+
+    pub(super) async fn detach_domain(
+        &self,
+        ctx: &RequestContext,
+        id: &DomainId,
+    ) -> Result<(), ApiError> {
+        let (domain, _) = self.visible_domain(ctx, id).await?;
+        self.store
+            .domains()
+            .delete(&domain.id)
+            .await
+            .map_err(internal("remove domain"))?;
+        self.orchestrator.routes_changed.notify_one();
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "domain.remove",
+            format!("domain:{}", domain.id),
+            json!({"hostname": domain.hostname}),
+        )
+        .await
+    }
+}
