@@ -12,7 +12,7 @@ use crate::{
     auth::{bootstrap, FailureLimiter},
     config::{Config, Role},
     http::{self, AppState},
-    ingress::{domains::DomainVerifier, Ingress},
+    ingress::{domains::DomainVerifier, Ingress, Limits},
     jobs::Workers,
     orchestrator::{
         monitor::HealthMonitor, reconciler::Reconciler, topology::register_local_node, Orchestrator,
@@ -175,6 +175,10 @@ impl Application {
                 store.clone(),
                 config.base_domain.clone(),
                 orchestrator.routes_changed.clone(),
+                Limits {
+                    max_body_bytes: config.ingress_max_body_bytes,
+                    upstream_timeout: Duration::from_secs(config.ingress_upstream_timeout_secs),
+                },
             ));
             tasks.push(tokio::spawn(ingress.clone().keep_fresh()));
             tasks.push(tokio::spawn(ingress.serve(listener)));

@@ -137,6 +137,10 @@ pub struct Config {
     /// Deployments are served at `<deployment>-<project>.<base_domain>`. Default `localhost`,
     /// which browsers resolve to 127.0.0.1 without DNS.
     pub base_domain: String,
+    /// Largest request body the ingress passes to an app, bytes. Default 104857600 (100 MiB).
+    pub ingress_max_body_bytes: u64,
+    /// Seconds an app has to start answering a request through the ingress. Default 60.
+    pub ingress_upstream_timeout_secs: u64,
     /// Addresses of the ingress as the internet sees them: a custom domain may point at them
     /// with A/AAAA records (otherwise with a CNAME to its generated hostname). Default
     /// `["127.0.0.1"]`.
@@ -186,6 +190,8 @@ impl Default for Config {
             job_workers: 4,
             ingress_http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8000))),
             base_domain: "localhost".into(),
+            ingress_max_body_bytes: 100 << 20,
+            ingress_upstream_timeout_secs: 60,
             ingress_public_ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
             dns_resolver: None,
         }

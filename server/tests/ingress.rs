@@ -27,6 +27,8 @@ fn echo_spec(greeting: &str) -> Value {
 echo host=$HTTP_HOST xff=$HTTP_X_FORWARDED_FOR proto=$HTTP_X_FORWARDED_PROTO \
 xfh=$HTTP_X_FORWARDED_HOST rid=$HTTP_X_REQUEST_ID me=$(/bin/busybox hostname)\\n' \
         > /tmp/w/cgi-bin/env && /bin/busybox chmod +x /tmp/w/cgi-bin/env && \
+        printf '#!/bin/busybox sh\n/bin/busybox sleep 5\necho Content-Type: text/plain\necho\necho late\n' \
+        > /tmp/w/cgi-bin/slow && /bin/busybox chmod +x /tmp/w/cgi-bin/slow && \
         exec /bin/busybox httpd -f -p 8080 -h /tmp/w";
     let mut spec = command_spec(&["/bin/busybox", "sh", "-c", script]);
     spec["env"] = json!([{"name": "GREETING", "value": greeting}]);
@@ -121,7 +123,10 @@ fn field<'a>(body: &'a str, name: &str) -> &'a str {
 async fn the_ingress_routes_generated_hostnames_to_healthy_instances() {
     ensure_test_image();
     let db = fresh_db(Db::Sqlite).await;
-    let app = TestApp::start(test_config(&db)).await;
+    let mut config = test_config(&db);
+    config.ingress_max_body_bytes = 64 * 1024;
+    config.ingress_upstream_timeout_secs = 2;
+    let app = TestApp::start(config).await;
     let ingress = app.ingress.expect("the test config runs an ingress");
     let admin = app.admin_client().await;
     let (owner, project_id) = project(&app, &admin, "shop@example.com", "shop").await;
@@ -190,6 +195,36 @@ async fn the_ingress_routes_generated_hostnames_to_healthy_instances() {
     .await
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    // Limits: a body over the limit gets 413, declared or streamed; a slow app gets 504.
+    let r = client
+        .post(format!("http://{ingress}/cgi-bin/env"))
+        .header("host", "web-shop.localhost")
+        .body(vec![b'a'; 100 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut request =
+            b"POST /cgi-bin/env HTTP/1.1\r\nHost: web-shop.localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        request.extend_from_slice(format!("{:x}\r\n", 100 * 1024).as_bytes());
+        request.extend(std::iter::repeat_n(b'a', 100 * 1024));
+        request.extend_from_slice(b"\r\n0\r\n\r\n");
+        raw(ingress, &request, Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let started = Instant::now();
+    let (status, body) = get(&client, ingress, "web-shop.localhost", "/cgi-bin/slow").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 
     // A connection upgrade is passed through and both directions are spliced.
     let (_tunnel, job) = create(&owner, &project_id, "tunnel", 1, upgrade_echo_spec()).await;

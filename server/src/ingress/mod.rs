@@ -20,6 +20,9 @@
 //! - **Upgrades** (WebSocket and any other `Upgrade`): the handshake is forwarded and, on
 //!   `101`, both connections are spliced.
 //! - **Slow clients**: the request head must arrive within [`HEADER_READ_TIMEOUT`].
+//! - **Limits** ([`Limits`]): request bodies above `max_body_bytes` get 413 (declared
+//!   lengths at once, streamed bodies when they pass it); an instance that sends no response
+//!   head within `upstream_timeout` gets the client a 504.
 
 pub mod domains;
 pub mod routes;
@@ -56,7 +59,17 @@ pub const EJECT_FOR: Duration = Duration::from_secs(5);
 /// Time a client has to send a request head (slowloris protection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Limits applied to every route (per-route settings are still to come).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body passed on, bytes; larger ones get 413.
+    pub max_body_bytes: u64,
+    /// Time an instance has to send its response head; then 504.
+    pub upstream_timeout: Duration,
+}
 
 /// The proxy's state, shared by every connection.
 pub struct Ingress {
@@ -66,12 +79,13 @@ pub struct Ingress {
     changed: Arc<Notify>,
     client: Client<HttpConnector, ProxyBody>,
     ejected: Mutex<HashMap<SocketAddr, Instant>>,
+    limits: Limits,
 }
 
 impl Ingress {
     /// An ingress serving `<deployment>-<project>.<base_domain>`; `changed` is notified by
     /// the orchestrator when routes may have changed.
-    pub fn new(store: Store, base_domain: String, changed: Arc<Notify>) -> Self {
+    pub fn new(store: Store, base_domain: String, changed: Arc<Notify>, limits: Limits) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -85,6 +99,7 @@ impl Ingress {
             changed,
             client,
             ejected: Mutex::new(HashMap::new()),
+            limits,
         }
     }
 
@@ -213,8 +228,18 @@ impl Ingress {
         let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         forwarded_headers(&mut parts.headers, &host, peer, upgrade.as_ref());
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.limits.max_body_bytes) {
+            return too_large(self.limits.max_body_bytes);
+        }
         let retryable = is_idempotent(&parts.method) && body_is_empty(&parts.headers);
-        let mut body = Some(body.boxed());
+        // A body without a declared length is cut off at the limit as it streams.
+        let limited = http_body_util::Limited::new(body, self.limits.max_body_bytes as usize);
+        let mut body = Some(limited.boxed());
         let backends: Vec<SocketAddr> = route.rotation().filter(|b| !self.is_ejected(*b)).collect();
         if backends.is_empty() {
             return page(
@@ -230,7 +255,21 @@ impl Ingress {
             let b = body.take().unwrap_or_else(empty);
             let mut upstream = Request::from_parts(parts.clone(), b);
             *upstream.uri_mut() = upstream_uri(backend, &parts.uri);
-            match self.client.request(upstream).await {
+            let answer =
+                tokio::time::timeout(self.limits.upstream_timeout, self.client.request(upstream))
+                    .await;
+            let Ok(answer) = answer else {
+                tracing::warn!(backend = %backend, "instance did not answer in time");
+                return page(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Gateway timeout",
+                    &format!(
+                        "The app at {host} did not answer within {} s.",
+                        self.limits.upstream_timeout.as_secs()
+                    ),
+                );
+            };
+            match answer {
                 Ok(mut resp) => {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(down) = downstream_upgrade {
@@ -249,7 +288,7 @@ impl Ingress {
                     }
                     let (mut rparts, rbody) = resp.into_parts();
                     strip_hop_by_hop(&mut rparts.headers);
-                    return Response::from_parts(rparts, rbody.boxed());
+                    return Response::from_parts(rparts, rbody.map_err(BoxError::from).boxed());
                 }
                 Err(e) if e.is_connect() => {
                     self.eject(backend);
@@ -259,6 +298,9 @@ impl Ingress {
                     break;
                 }
                 Err(e) => {
+                    if is_length_limit(&e) {
+                        return too_large(self.limits.max_body_bytes);
+                    }
                     tracing::warn!(backend = %backend, error = %e, "upstream request failed");
                     break;
                 }
@@ -379,6 +421,26 @@ async fn splice(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) 
     let mut down = TokioIo::new(down);
     let mut up = TokioIo::new(up);
     let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+}
+
+/// Whether a failed upstream request failed because the client's body passed the limit.
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+fn too_large(max: u64) -> Response<ProxyBody> {
+    page(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Request too large",
+        &format!("The request body is larger than the {max} bytes this app accepts."),
+    )
 }
 
 fn empty() -> ProxyBody {
