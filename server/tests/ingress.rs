@@ -1,6 +1,7 @@
 //! The ingress on real containers: generated hostnames routed to healthy instances
-//! round-robin, forwarded headers, Berth's own 400/404/503 pages, a connection upgrade spliced
-//! through, a slow client cut off, and a redeploy under load without one failed request.
+//! round-robin, forwarded headers, HTTP/2 clients, streamed responses, body limits and
+//! upstream timeouts, Berth's own 400/404/503 pages, a connection upgrade spliced through,
+//! slow clients cut off, and a redeploy under load without one failed request.
 
 #[macro_use]
 mod common;
@@ -29,6 +30,8 @@ xfh=$HTTP_X_FORWARDED_HOST rid=$HTTP_X_REQUEST_ID me=$(/bin/busybox hostname)\\n
         > /tmp/w/cgi-bin/env && /bin/busybox chmod +x /tmp/w/cgi-bin/env && \
         printf '#!/bin/busybox sh\n/bin/busybox sleep 5\necho Content-Type: text/plain\necho\necho late\n' \
         > /tmp/w/cgi-bin/slow && /bin/busybox chmod +x /tmp/w/cgi-bin/slow && \
+        printf '#!/bin/busybox sh\necho Content-Type: text/plain\necho\necho first\n/bin/busybox sleep 2\necho second\n' \
+        > /tmp/w/cgi-bin/stream && /bin/busybox chmod +x /tmp/w/cgi-bin/stream && \
         exec /bin/busybox httpd -f -p 8080 -h /tmp/w";
     let mut spec = command_spec(&["/bin/busybox", "sh", "-c", script]);
     spec["env"] = json!([{"name": "GREETING", "value": greeting}]);
@@ -195,6 +198,45 @@ async fn the_ingress_routes_generated_hostnames_to_healthy_instances() {
     .await
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    // HTTP/2 from a client (cleartext, prior knowledge) is served too.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .resolve("web-shop.localhost", ingress)
+        .build()
+        .unwrap();
+    let r = h2
+        .get(format!("http://web-shop.localhost:{}/", ingress.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 200)
+    );
+    assert_eq!(r.text().await.unwrap().trim(), "release one");
+
+    // A response is streamed as the app writes it, not buffered until it ends.
+    let started = Instant::now();
+    let mut r = client
+        .get(format!("http://{ingress}/cgi-bin/stream"))
+        .header("host", "web-shop.localhost")
+        .send()
+        .await
+        .unwrap();
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("first"));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert!(String::from_utf8_lossy(&rest).contains("second"));
+    assert!(started.elapsed() >= Duration::from_secs(2));
 
     // Limits: a body over the limit gets 413, declared or streamed; a slow app gets 504.
     let r = client

@@ -228,6 +228,16 @@ impl Ingress {
         let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         forwarded_headers(&mut parts.headers, &host, peer, upgrade.as_ref());
+        // Instances speak HTTP/1.1, whatever the client spoke; an HTTP/2 request carries its
+        // host in `:authority`, which HTTP/1.1 needs as `Host`.
+        parts.version = hyper::Version::HTTP_11;
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(authority) = parts.uri.authority().map(|a| a.as_str().to_owned()) {
+                if let Ok(v) = HeaderValue::from_str(&authority) {
+                    parts.headers.insert(header::HOST, v);
+                }
+            }
+        }
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
