@@ -9,7 +9,6 @@ use app::{
     services::{DeploymentService, RequestContext},
 };
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -25,9 +24,6 @@ use crate::{
     secrets::SecretBox,
     store::{DeploymentRecord, NewJob, NewRelease, ReleaseRecord, Store, Taken},
 };
-
-/// Most log lines one request returns.
-pub const LOG_TAIL_MAX: u32 = 5000;
 
 /// The deployment service.
 pub struct DeploymentsService {
@@ -527,42 +523,7 @@ impl DeploymentService for DeploymentsService {
         id: &DeploymentId,
         tail: u32,
     ) -> Result<Vec<LogLine>, ApiError> {
-        let d = self.visible(ctx, id).await?;
-        let tail = tail.clamp(1, LOG_TAIL_MAX);
-        let locations = self
-            .store
-            .locations()
-            .for_deployment(&d.id)
-            .await
-            .map_err(internal("list instances"))?;
-        let mut lines = Vec::new();
-        for loc in locations {
-            let (Some(container), Ok(engine)) = (
-                loc.container_id.clone(),
-                self.orchestrator.engine(&loc.node_id),
-            ) else {
-                continue;
-            };
-            let mut stream = Box::pin(engine.container_output(&container, tail, false));
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(line) => lines.push(LogLine {
-                        instance_id: InstanceId(loc.id.clone()),
-                        stream: line.stream.into(),
-                        timestamp: line.timestamp,
-                        text: line.text,
-                    }),
-                    Err(e) => {
-                        tracing::warn!(container.id = %container, error = %e, "cannot read logs");
-                        break;
-                    }
-                }
-            }
-        }
-        lines.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
-        let excess = lines.len().saturating_sub(tail as usize);
-        lines.drain(..excess);
-        Ok(lines)
+        self.recent_output(ctx, id, tail).await
     }
 
     async fn list_domains(

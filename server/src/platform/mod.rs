@@ -6,13 +6,15 @@ mod admin;
 mod deployment_views;
 pub mod deployments;
 mod domains;
+mod logs;
 mod projects;
 mod topology;
 
 pub use accounts::AccountsService;
 pub use admin::AdminConsole;
-pub use deployments::{DeploymentsService, LOG_TAIL_MAX};
+pub use deployments::DeploymentsService;
 pub use domains::AppUrls;
+pub use logs::LOG_TAIL_MAX;
 pub use projects::ProjectsService;
 pub use topology::TopologyConsole;
 
