@@ -276,6 +276,13 @@ pub trait DeploymentService: Send + Sync {
     ) -> Result<DomainView, ApiError>;
     /// Removes a custom domain; it stops being routed at once. 404 `domain_not_found`.
     async fn remove_domain(&self, ctx: &RequestContext, id: &DomainId) -> Result<(), ApiError>;
+    /// Changes a domain's settings (the HTTP -> HTTPS redirect). 404 `domain_not_found`.
+    async fn update_domain(
+        &self,
+        ctx: &RequestContext,
+        id: &DomainId,
+        update: UpdateDomain,
+    ) -> Result<DomainView, ApiError>;
 }
 
 /// The handles `server` provides to server functions (Leptos context) and REST handlers.

@@ -58,6 +58,8 @@ fn start_berth(data: &std::path::Path, extra_env: &[(&str, String)]) -> (Guard, 
         .env("BERTH_DATA_DIR", data)
         .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
         .env("BERTH_INGRESS_HTTP_LISTEN", "127.0.0.1:0")
+        .env("BERTH_INGRESS_HTTPS_LISTEN", "127.0.0.1:0")
+        .env("BERTH_ACME_DIRECTORY_URL", "")
         .env("BERTH_PUBLIC_URL", &url)
         .env("BERTH_SITE_ROOT", site)
         .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))

@@ -12,7 +12,11 @@ use crate::{
     auth::{bootstrap, FailureLimiter},
     config::{Config, Role},
     http::{self, AppState},
-    ingress::{domains::DomainVerifier, Ingress, Limits},
+    ingress::{
+        acme::{AcmeSettings, CertificateManager},
+        domains::DomainVerifier,
+        Ingress, Limits,
+    },
     jobs::Workers,
     orchestrator::{
         monitor::HealthMonitor, reconciler::Reconciler, topology::register_local_node, Orchestrator,
@@ -36,6 +40,10 @@ pub struct Application {
     reconciler: Arc<Reconciler>,
     /// Where the ingress listens, when this process runs one.
     ingress_addr: Option<SocketAddr>,
+    /// Where the ingress accepts HTTPS, when it does.
+    ingress_https_addr: Option<SocketAddr>,
+    /// Issues and renews certificates (role `scheduler`).
+    certificates: Option<Arc<CertificateManager>>,
 }
 
 impl Application {
@@ -100,8 +108,23 @@ impl Application {
             ),
             _ => None,
         };
+        let ingress_tls_listener = match (&ingress_listener, config.ingress_https_listen) {
+            (Some(_), Some(listen)) => Some(
+                TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen} (ingress_https_listen)"))?,
+            ),
+            _ => None,
+        };
         let app_urls = match &ingress_listener {
-            Some(l) => Some(AppUrls::new(&config.base_domain, l.local_addr()?.port())),
+            Some(l) => Some(AppUrls::new(
+                &config.base_domain,
+                l.local_addr()?.port(),
+                match &ingress_tls_listener {
+                    Some(t) => Some(t.local_addr()?.port()),
+                    None => None,
+                },
+            )),
             None => None,
         };
         let services = Services {
@@ -120,7 +143,7 @@ impl Application {
             deployments: Arc::new(
                 DeploymentsService::new(
                     store.clone(),
-                    secrets,
+                    secrets.clone(),
                     orchestrator.clone(),
                     workers.waker(),
                 )
@@ -145,6 +168,37 @@ impl Application {
             .build();
 
         let mut tasks = Vec::new();
+        let mut ingress_addr = None;
+        let mut ingress_https_addr = None;
+        let mut certs = None;
+        let mut ingress_stats = None;
+        if let Some(listener) = ingress_listener {
+            let listen = listener.local_addr()?;
+            ingress_addr = Some(listen);
+            let ingress = Arc::new(
+                Ingress::new(
+                    store.clone(),
+                    secrets.clone(),
+                    config.base_domain.clone(),
+                    orchestrator.routes_changed.clone(),
+                    Limits {
+                        max_body_bytes: config.ingress_max_body_bytes,
+                        upstream_timeout: Duration::from_secs(config.ingress_upstream_timeout_secs),
+                    },
+                )
+                .with_access_log(config.ingress_access_log),
+            );
+            certs = Some(ingress.certs());
+            ingress_stats = Some(ingress.stats());
+            tasks.push(tokio::spawn(ingress.clone().keep_fresh()));
+            tasks.push(tokio::spawn(ingress.clone().serve(listener)));
+            if let Some(tls_listener) = ingress_tls_listener {
+                ingress_https_addr = Some(tls_listener.local_addr()?);
+                tasks.push(tokio::spawn(ingress.serve_tls(tls_listener)));
+            }
+            tracing::info!(ingress.addr = %listen, ingress.https = ?ingress_https_addr, base_domain = %config.base_domain, "ingress listening");
+        }
+        let mut certificates = None;
         if config.has_role(Role::Scheduler) {
             tasks.push(tokio::spawn(housekeeping(store.clone(), limiter)));
             let sole_controller = store.backend() == Backend::Sqlite;
@@ -166,23 +220,22 @@ impl Application {
                 orchestrator.routes_changed.clone(),
             ));
             tasks.push(tokio::spawn(verifier.run()));
-        }
-        let mut ingress_addr = None;
-        if let Some(listener) = ingress_listener {
-            let listen = listener.local_addr()?;
-            ingress_addr = Some(listen);
-            let ingress = Arc::new(Ingress::new(
+            let directory = config.acme_directory_url.trim();
+            let manager = Arc::new(CertificateManager::new(
                 store.clone(),
+                secrets.clone(),
                 config.base_domain.clone(),
-                orchestrator.routes_changed.clone(),
-                Limits {
-                    max_body_bytes: config.ingress_max_body_bytes,
-                    upstream_timeout: Duration::from_secs(config.ingress_upstream_timeout_secs),
+                AcmeSettings {
+                    directory_url: (!directory.is_empty()).then(|| directory.to_owned()),
+                    contact: config.acme_contact.clone(),
+                    ca_roots: config.acme_ca_roots.clone(),
+                    challenge: config.acme_challenge,
                 },
+                certs.unwrap_or_default(),
+                orchestrator.routes_changed.clone(),
             ));
-            tasks.push(tokio::spawn(ingress.clone().keep_fresh()));
-            tasks.push(tokio::spawn(ingress.serve(listener)));
-            tracing::info!(ingress.addr = %listen, base_domain = %config.base_domain, "ingress listening");
+            tasks.push(tokio::spawn(manager.clone().run()));
+            certificates = Some(manager);
         }
         let oidc = match &config.oidc {
             Some(c) => Some(
@@ -198,6 +251,7 @@ impl Application {
             leptos_options,
             oidc,
             orchestrator,
+            ingress_stats,
         };
         Ok(Self {
             listener,
@@ -206,12 +260,24 @@ impl Application {
             tasks,
             reconciler,
             ingress_addr,
+            ingress_https_addr,
+            certificates,
         })
     }
 
     /// Where the ingress listens (`None`: no ingress in this process).
     pub fn ingress_addr(&self) -> Option<SocketAddr> {
         self.ingress_addr
+    }
+
+    /// Where the ingress accepts HTTPS (`None`: not in this process, or turned off).
+    pub fn ingress_https_addr(&self) -> Option<SocketAddr> {
+        self.ingress_https_addr
+    }
+
+    /// The certificate manager (tests move its clock); `None` without the scheduler role.
+    pub fn certificates(&self) -> Option<Arc<CertificateManager>> {
+        self.certificates.clone()
     }
 
     /// The bound address.

@@ -134,6 +134,10 @@ pub struct Config {
     /// Default `127.0.0.1:8000`; production configs use `0.0.0.0:80`. Empty: no ingress.
     #[serde(default, deserialize_with = "optional_addr")]
     pub ingress_http_listen: Option<SocketAddr>,
+    /// Where the ingress accepts HTTPS (TLS 1.2/1.3, certificate by SNI). Default
+    /// `127.0.0.1:8443`; production configs use `0.0.0.0:443`. Empty: no HTTPS.
+    #[serde(default, deserialize_with = "optional_addr")]
+    pub ingress_https_listen: Option<SocketAddr>,
     /// Deployments are served at `<deployment>-<project>.<base_domain>`. Default `localhost`,
     /// which browsers resolve to 127.0.0.1 without DNS.
     pub base_domain: String,
@@ -141,6 +145,9 @@ pub struct Config {
     pub ingress_max_body_bytes: u64,
     /// Seconds an app has to start answering a request through the ingress. Default 60.
     pub ingress_upstream_timeout_secs: u64,
+    /// Write a structured access log line per ingress request (target `berth::access`).
+    /// Default `true`.
+    pub ingress_access_log: bool,
     /// Addresses of the ingress as the internet sees them: a custom domain may point at them
     /// with A/AAAA records (otherwise with a CNAME to its generated hostname). Default
     /// `["127.0.0.1"]`.
@@ -149,6 +156,19 @@ pub struct Config {
     /// resolvers from `/etc/resolv.conf`.
     #[serde(default, deserialize_with = "optional_addr")]
     pub dns_resolver: Option<SocketAddr>,
+    /// The ACME CA's directory URL, for certificates of verified custom domains. Default
+    /// Let's Encrypt (`https://acme-v02.api.letsencrypt.org/directory`). Empty: no ACME (the
+    /// self-signed `*.<base_domain>` certificate only).
+    pub acme_directory_url: String,
+    /// Contacts for the ACME account, e.g. `["mailto:ops@example.com"]`. Default none.
+    pub acme_contact: Vec<String>,
+    /// A PEM file of extra root certificates to trust for the ACME directory (a private or
+    /// test CA such as pebble). Default: none, the system's roots.
+    pub acme_ca_roots: Option<PathBuf>,
+    /// `http-01` (the ingress's HTTP listener must be the domain's port 80) or `tls-alpn-01`
+    /// (its HTTPS listener must be port 443, in the same process as the scheduler).
+    /// Default `http-01`.
+    pub acme_challenge: crate::ingress::acme::ChallengeKind,
 }
 
 /// An address, or `None` for an empty string.
@@ -192,8 +212,14 @@ impl Default for Config {
             base_domain: "localhost".into(),
             ingress_max_body_bytes: 100 << 20,
             ingress_upstream_timeout_secs: 60,
+            ingress_access_log: true,
             ingress_public_ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
             dns_resolver: None,
+            ingress_https_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8443))),
+            acme_directory_url: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            acme_contact: Vec::new(),
+            acme_ca_roots: None,
+            acme_challenge: crate::ingress::acme::ChallengeKind::Http01,
         }
     }
 }
@@ -336,6 +362,13 @@ impl Config {
                     "'{}' is not supported for the local engine; use unix:///path/to/docker.sock",
                     self.docker_host
                 ),
+            });
+        }
+        let acme = self.acme_directory_url.trim();
+        if !(acme.is_empty() || acme.starts_with("https://") || acme.starts_with("http://")) {
+            return Err(ConfigError::Key {
+                key: "acme_directory_url".into(),
+                message: format!("'{acme}' must be an https:// URL (or empty for no ACME)"),
             });
         }
         if self.database_max_connections == 0 {

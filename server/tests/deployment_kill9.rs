@@ -24,7 +24,7 @@ async fn kill_9_during_a_rollout_then_restart_finishes_the_job() {
     std::fs::write(
         dir.path().join("berth.toml"),
         format!(
-            "listen = \"127.0.0.1:{port}\"\ningress_http_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nreconcile_interval_secs = 2\n\n[docker_labels]\n\"berth.test\" = \"1\"\n\"berth.test-run\" = \"kill9-{port}\"\n",
+            "listen = \"127.0.0.1:{port}\"\ningress_http_listen = \"127.0.0.1:0\"\ningress_https_listen = \"127.0.0.1:0\"\nacme_directory_url = \"\"\ndata_dir = \"{}\"\nreconcile_interval_secs = 2\n\n[docker_labels]\n\"berth.test\" = \"1\"\n\"berth.test-run\" = \"kill9-{port}\"\n",
             dir.path().display()
         ),
     )

@@ -18,6 +18,7 @@ use std::{
 };
 
 use common::{deploy::*, *};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// busybox httpd serving `$GREETING` at `/` and, at `/cgi-bin/env`, the request's headers as
@@ -338,6 +339,32 @@ async fn the_ingress_routes_generated_hostnames_to_healthy_instances() {
         assert!(Instant::now() < deadline, "still {status}: {body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Per-route counters, for admins only: the 2xx, the 503s, a latency histogram; the
+    // unknown host is not a route and is not counted.
+    let routes = admin
+        .get("/api/v1/ingress/routes")
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    let web_route = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == "web-shop.localhost")
+        .unwrap_or_else(|| panic!("{routes:#}"));
+    let classes: Vec<u64> = serde_json::from_value(web_route["status_classes"].clone()).unwrap();
+    let requests = web_route["requests"].as_u64().unwrap();
+    assert!(classes[1] >= 50 && classes[4] >= 1, "{web_route:#}");
+    assert_eq!(classes.iter().sum::<u64>(), requests);
+    let buckets: Vec<u64> = serde_json::from_value(web_route["latency_buckets"].clone()).unwrap();
+    assert_eq!(buckets.iter().sum::<u64>(), requests);
+    assert!(!routes.to_string().contains("nothing-shop"), "{routes:#}");
+    owner
+        .get("/api/v1/ingress/routes")
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden")
+        .await;
 
     for client in slowloris {
         let (took, answer) = client.join().unwrap();

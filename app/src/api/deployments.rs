@@ -236,3 +236,17 @@ pub async fn remove_domain(domain_id: String) -> Result<(), ApiError> {
         .await
         .map_err(super::tag(&ctx))
 }
+
+/// Turns a domain's HTTP -> HTTPS redirect on (`redirect_https` = `true`) or off.
+#[server(prefix = "/rpc", endpoint = "update_domain")]
+pub async fn set_domain_redirect(
+    domain_id: String,
+    redirect_https: bool,
+) -> Result<DomainView, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .deployments
+        .update_domain(&ctx, &DomainId(domain_id), UpdateDomain { redirect_https })
+        .await
+        .map_err(super::tag(&ctx))
+}

@@ -62,6 +62,54 @@ pub struct DomainView {
     /// Unix epoch ms of the next automatic check (pending domains).
     pub next_check_at_ms: Option<i64>,
     pub verified_at_ms: Option<i64>,
+    /// Plain-HTTP requests get a 308 to HTTPS once the certificate is issued.
+    pub redirect_https: bool,
+    /// The domain's TLS certificate; `None` until the domain is verified (or without ACME).
+    pub certificate: Option<CertificateView>,
+    /// `https://<hostname>[:port]/` once a certificate is issued.
+    pub https_url: Option<String>,
+}
+
+/// Where a certificate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateState {
+    /// Not issued yet; the first attempt is due.
+    Pending,
+    /// Issued and valid.
+    Issued,
+    /// Never issued: the last attempt failed (see `last_error`); Berth retries with backoff.
+    Failed,
+    /// Issued, but the last renewal failed; the current certificate is still served.
+    RenewalFailing,
+    /// Past its expiry and not renewed.
+    Expired,
+}
+
+/// A TLS certificate as the API shows it (never its key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct CertificateView {
+    pub state: CertificateState,
+    /// `acme` (from the configured CA) or `self_signed`.
+    pub source: String,
+    /// Unix epoch ms.
+    pub not_before_ms: Option<i64>,
+    /// Unix epoch ms.
+    pub not_after_ms: Option<i64>,
+    /// Why the last attempt failed; empty after a success.
+    pub last_error: String,
+    /// Unix epoch ms of the next issuance or renewal attempt.
+    pub next_attempt_at_ms: i64,
+}
+
+/// A change to a custom domain's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct UpdateDomain {
+    /// Redirect plain-HTTP requests to HTTPS (308) once a certificate is issued.
+    pub redirect_https: bool,
 }
 
 /// Checks a custom domain and returns it lower-cased: a DNS name (RFC 1035 §2.3.4: labels of

@@ -7,16 +7,13 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use super::deployments::StatusBadge;
+use super::{deployments::StatusBadge, domains::Domains};
 use crate::{
-    api::deployments::{
-        deployment_logs, get_deployment, list_domains, AttachDomain, DeploymentLifecycle,
-        RemoveDomain, UpdateDeployment, VerifyDomain,
-    },
+    api::deployments::{deployment_logs, get_deployment, DeploymentLifecycle, UpdateDeployment},
     components::{
         action_error, format_time, Card, ErrorPanel, Field, FormError, Portal, Submit, TextArea,
     },
-    model::{DeploymentDetail, DeploymentForm, DomainStatus, InstanceView, JobView, ReleaseView},
+    model::{DeploymentDetail, DeploymentForm, InstanceView, JobView, ReleaseView},
 };
 
 #[component]
@@ -286,109 +283,6 @@ fn Settings(
                 <div class="md:col-span-2"><Submit label="Save and deploy" /></div>
             </ActionForm>
             <FormError error=error />
-        </Card>
-    }
-}
-
-#[component]
-fn Domains(id: String) -> impl IntoView {
-    let add = ServerAction::<AttachDomain>::new();
-    let verify = ServerAction::<VerifyDomain>::new();
-    let remove = ServerAction::<RemoveDomain>::new();
-    let add_error = action_error(add.value());
-    let other_error = action_error(verify.value());
-    let remove_error = action_error(remove.value());
-    // Checks run in the background: look again every 5 s while the card is shown.
-    let tick = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        set_interval(
-            move || tick.update(|t| *t = t.wrapping_add(1)),
-            Duration::from_secs(5),
-        );
-    });
-    let lid = id.clone();
-    let domains = Resource::new(
-        move || {
-            (
-                lid.clone(),
-                tick.get(),
-                add.version().get(),
-                verify.version().get(),
-                remove.version().get(),
-            )
-        },
-        |(id, ..)| list_domains(id),
-    );
-    view! {
-        <Card heading="Domains">
-            <p class="mb-3 text-sm text-slate-500">
-                "Serve this deployment at your own domain. Create the DNS records shown; Berth checks them and routes the domain once they are right."
-            </p>
-            <FormError error=other_error all=true />
-            <FormError error=remove_error all=true />
-            <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match domains.await {
-                        Err(e) => view! { <ErrorPanel error=e /> }.into_any(),
-                        Ok(list) if list.is_empty() => view! { <p class="text-sm text-slate-500">"No custom domains yet."</p> }.into_any(),
-                        Ok(list) => view! {
-                            <ul id="domains" class="divide-y divide-slate-200 text-sm dark:divide-slate-800">
-                                {list.into_iter().map(|dom| {
-                                    let verified = dom.status == DomainStatus::Verified;
-                                    let badge = if verified {
-                                        "rounded-sm bg-green-100 px-2 py-0.5 text-xs text-green-800"
-                                    } else {
-                                        "rounded-sm bg-amber-100 px-2 py-0.5 text-xs text-amber-800"
-                                    };
-                                    let domain_id = dom.id.to_string();
-                                    let verify_id = domain_id.clone();
-                                    view! {
-                                        <li class="domain py-3">
-                                            <div class="flex flex-wrap items-center gap-3">
-                                                <span class="font-mono font-medium">{dom.hostname.clone()}</span>
-                                                <span class=badge>{if verified { "verified" } else { "pending" }}</span>
-                                                {(!verified).then(|| view! {
-                                                    <ActionForm action=verify>
-                                                        <input type="hidden" name="domain_id" value=verify_id.clone() />
-                                                        <button type="submit" class="text-sky-700 hover:underline dark:text-sky-400">"Verify now"</button>
-                                                    </ActionForm>
-                                                })}
-                                                <ActionForm action=remove>
-                                                    <input type="hidden" name="domain_id" value=domain_id.clone() />
-                                                    <button type="submit" class="text-red-700 hover:underline dark:text-red-400">"Remove"</button>
-                                                </ActionForm>
-                                            </div>
-                                            {(!verified).then(|| view! {
-                                                <table class="mt-2 w-full text-left font-mono text-xs">
-                                                    <thead class="text-slate-500"><tr><th>"Type"</th><th>"Name"</th><th>"Value"</th></tr></thead>
-                                                    <tbody>
-                                                        {dom.dns_records.iter().map(|r| view! {
-                                                            <tr><td class="pr-3">{r.kind.clone()}</td><td class="pr-3">{r.name.clone()}</td><td class="break-all">{r.value.clone()}</td></tr>
-                                                        }).collect_view()}
-                                                    </tbody>
-                                                </table>
-                                                <p class="mt-1 text-xs text-slate-500">"The TXT record, plus either the CNAME or (for a zone apex) the A/AAAA records."</p>
-                                            })}
-                                            {(!dom.last_result.is_empty()).then(|| view! {
-                                                <p class="domain-result mt-1 text-xs text-slate-600 dark:text-slate-400">
-                                                    {dom.last_result.clone()}
-                                                    {dom.last_check_at_ms.map(|t| format!(" (checked {})", format_time(t)))}
-                                                </p>
-                                            })}
-                                        </li>
-                                    }
-                                }).collect_view()}
-                            </ul>
-                        }.into_any(),
-                    }
-                })}
-            </Transition>
-            <ActionForm action=add attr:id="add-domain-form" attr:class="mt-3 flex flex-wrap items-start gap-3">
-                <input type="hidden" name="id" value=id.clone() />
-                <div class="grow"><Field label="Domain" name="hostname" placeholder="shop.example.com" required=true error=add_error /></div>
-                <div class="pt-6"><Submit label="Add domain" /></div>
-            </ActionForm>
-            <FormError error=add_error />
         </Card>
     }
 }

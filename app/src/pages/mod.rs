@@ -4,6 +4,7 @@ mod account;
 mod admin;
 mod deployment;
 mod deployments;
+mod domains;
 mod nodes;
 mod project;
 mod projects;

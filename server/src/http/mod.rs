@@ -34,6 +34,8 @@ pub struct AppState {
     pub oidc: Option<Arc<crate::auth::oidc::OidcProvider>>,
     /// Placement, rollouts and the node connections (for logs).
     pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
+    /// The per-route counters of this process's ingress (`None` without one).
+    pub ingress_stats: Option<Arc<crate::ingress::observe::IngressStats>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -18,6 +18,8 @@ pub struct Route {
     /// Healthy instances of the current release, by address (`ip:http_port`). Empty: the
     /// deployment exists but nothing can serve it (503).
     pub backends: Vec<SocketAddr>,
+    /// Plain-HTTP requests are redirected to HTTPS (when a certificate covers the host).
+    pub redirect_https: bool,
     next: AtomicUsize,
 }
 
@@ -94,6 +96,7 @@ impl RouteTable {
                         host: domain.hostname.clone(),
                         deployment_id: d.id.clone(),
                         backends: backends.clone(),
+                        redirect_https: domain.redirect_https,
                         next: AtomicUsize::new(0),
                     },
                 );
@@ -105,6 +108,7 @@ impl RouteTable {
                     host,
                     deployment_id: d.id.clone(),
                     backends,
+                    redirect_https: false,
                     next: AtomicUsize::new(0),
                 },
             );
@@ -198,6 +202,7 @@ mod tests {
             next_check_at_ms: None,
             verified_at_ms: None,
             created_at_ms: 0,
+            redirect_https: false,
         }
     }
 

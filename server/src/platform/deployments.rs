@@ -31,7 +31,7 @@ pub struct DeploymentsService {
     secrets: SecretBox,
     pub(super) orchestrator: Arc<Orchestrator>,
     wake_workers: Arc<Notify>,
-    app_urls: Option<AppUrls>,
+    pub(super) app_urls: Option<AppUrls>,
     pub(super) base_domain: String,
     pub(super) ingress_ips: Vec<std::net::IpAddr>,
 }
@@ -553,6 +553,15 @@ impl DeploymentService for DeploymentsService {
 
     async fn remove_domain(&self, ctx: &RequestContext, id: &DomainId) -> Result<(), ApiError> {
         self.detach_domain(ctx, id).await
+    }
+
+    async fn update_domain(
+        &self,
+        ctx: &RequestContext,
+        id: &DomainId,
+        update: UpdateDomain,
+    ) -> Result<DomainView, ApiError> {
+        self.change_domain(ctx, id, update).await
     }
 }
 

@@ -6,20 +6,32 @@ use app::{model::*, services::RequestContext};
 use serde_json::json;
 
 use super::{audit, deployments::DeploymentsService, internal};
-use crate::store::{DeploymentRecord, DomainRecord, StoreError};
+use crate::store::{now_ms, CertificateRecord, DeploymentRecord, DomainRecord, StoreError};
 
-/// Where the ingress serves apps: `http://<deployment>-<project>.<base_domain>[:port]`.
+/// Where the ingress serves apps: `http://<deployment>-<project>.<base_domain>[:port]`, and
+/// custom domains over HTTPS once they hold a certificate.
 #[derive(Debug, Clone)]
 pub struct AppUrls {
     base_domain: String,
     port: u16,
+    https_port: Option<u16>,
 }
 
 impl AppUrls {
-    pub fn new(base_domain: &str, port: u16) -> Self {
+    /// `port`: the ingress's HTTP port; `https_port`: its HTTPS port, if it has one.
+    pub fn new(base_domain: &str, port: u16, https_port: Option<u16>) -> Self {
         Self {
             base_domain: base_domain.to_owned(),
             port,
+            https_port,
+        }
+    }
+
+    /// `https://<hostname>[:port]/` (port left out when 443); `None` without HTTPS.
+    pub fn https_url(&self, hostname: &str) -> Option<String> {
+        match self.https_port? {
+            443 => Some(format!("https://{hostname}/")),
+            port => Some(format!("https://{hostname}:{port}/")),
         }
     }
 
@@ -34,7 +46,12 @@ impl AppUrls {
 }
 
 impl DeploymentsService {
-    fn domain_view(&self, d: DomainRecord, target: &str) -> DomainView {
+    fn domain_view(
+        &self,
+        d: DomainRecord,
+        target: &str,
+        cert: Option<CertificateRecord>,
+    ) -> DomainView {
         let mut dns_records = vec![
             DnsRecord {
                 kind: "TXT".into(),
@@ -55,7 +72,33 @@ impl DeploymentsService {
                 value: ip.to_string(),
             });
         }
+        let certificate = cert.map(|c| CertificateView {
+            state: match crate::ingress::acme::describe(&c, now_ms()) {
+                "issued" => CertificateState::Issued,
+                "renewal_failing" => CertificateState::RenewalFailing,
+                "expired" => CertificateState::Expired,
+                "failed" => CertificateState::Failed,
+                _ => CertificateState::Pending,
+            },
+            source: c.source,
+            not_before_ms: c.not_before_ms,
+            not_after_ms: c.not_after_ms,
+            last_error: c.last_error,
+            next_attempt_at_ms: c.next_attempt_at_ms,
+        });
+        let https_url = certificate
+            .as_ref()
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    CertificateState::Issued | CertificateState::RenewalFailing
+                )
+            })
+            .and_then(|_| self.app_urls.as_ref()?.https_url(&d.hostname));
         DomainView {
+            redirect_https: d.redirect_https,
+            certificate,
+            https_url,
             id: DomainId(d.id),
             deployment_id: DeploymentId(d.deployment_id),
             hostname: d.hostname,
@@ -129,10 +172,12 @@ impl DeploymentsService {
             .for_deployment(&d.id)
             .await
             .map_err(internal("list domains"))?;
-        Ok(domains
-            .into_iter()
-            .map(|x| self.domain_view(x, &target))
-            .collect())
+        let mut views = Vec::with_capacity(domains.len());
+        for x in domains {
+            let cert = self.certificate_of(&x).await?;
+            views.push(self.domain_view(x, &target, cert));
+        }
+        Ok(views)
     }
 
     pub(super) async fn attach_domain(
@@ -179,7 +224,7 @@ impl DeploymentsService {
         )
         .await?;
         let target = self.generated_host(&d).await?;
-        Ok(self.domain_view(record, &target))
+        Ok(self.domain_view(record, &target, None))
     }
 
     pub(super) async fn check_domain_now(
@@ -203,7 +248,54 @@ impl DeploymentsService {
             .map_err(internal("load domain"))?
             .unwrap_or(domain);
         let target = self.generated_host(&d).await?;
-        Ok(self.domain_view(domain, &target))
+        let cert = self.certificate_of(&domain).await?;
+        Ok(self.domain_view(domain, &target, cert))
+    }
+
+    /// The certificate slot of a verified domain.
+    async fn certificate_of(
+        &self,
+        d: &DomainRecord,
+    ) -> Result<Option<CertificateRecord>, ApiError> {
+        if d.status != "verified" {
+            return Ok(None);
+        }
+        self.store
+            .certificates()
+            .by_hostname(&d.hostname)
+            .await
+            .map_err(internal("load certificate"))
+    }
+
+    pub(super) async fn change_domain(
+        &self,
+        ctx: &RequestContext,
+        id: &DomainId,
+        update: UpdateDomain,
+    ) -> Result<DomainView, ApiError> {
+        let (domain, d) = self.visible_domain(ctx, id).await?;
+        self.store
+            .domains()
+            .set_redirect_https(&domain.id, update.redirect_https)
+            .await
+            .map_err(internal("update domain"))?;
+        self.orchestrator.routes_changed.notify_one();
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "domain.update",
+            format!("domain:{}", domain.id),
+            json!({"hostname": domain.hostname, "redirect_https": update.redirect_https}),
+        )
+        .await?;
+        let domain = DomainRecord {
+            redirect_https: update.redirect_https,
+            ..domain
+        };
+        let target = self.generated_host(&d).await?;
+        let cert = self.certificate_of(&domain).await?;
+        Ok(self.domain_view(domain, &target, cert))
     }
 
     pub(super) async fn detach_domain(

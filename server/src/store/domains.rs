@@ -2,7 +2,7 @@
 
 use sqlx::{any::AnyRow, AnyPool, Row};
 
-use super::{new_id, now_ms, touched, StoreResult};
+use super::{flag, new_id, now_ms, touched, StoreResult};
 
 /// One custom domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,10 +22,12 @@ pub struct DomainRecord {
     pub next_check_at_ms: Option<i64>,
     pub verified_at_ms: Option<i64>,
     pub created_at_ms: i64,
+    /// Plain-HTTP requests get a 308 to HTTPS once a certificate covers the hostname.
+    pub redirect_https: bool,
 }
 
 const COLUMNS: &str = "id, project_id, deployment_id, hostname, token, status, last_result, \
-     attempts, last_check_at_ms, next_check_at_ms, verified_at_ms, created_at_ms";
+     attempts, last_check_at_ms, next_check_at_ms, verified_at_ms, created_at_ms, redirect_https";
 
 fn from_row(row: &AnyRow) -> Result<DomainRecord, sqlx::Error> {
     Ok(DomainRecord {
@@ -41,6 +43,7 @@ fn from_row(row: &AnyRow) -> Result<DomainRecord, sqlx::Error> {
         next_check_at_ms: row.try_get("next_check_at_ms")?,
         verified_at_ms: row.try_get("verified_at_ms")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        redirect_https: flag(row.try_get("redirect_https")?),
     })
 }
 
@@ -93,6 +96,7 @@ impl<'a> Domains<'a> {
             next_check_at_ms: Some(now),
             verified_at_ms: None,
             created_at_ms: now,
+            redirect_https: false,
         })
     }
 
@@ -173,6 +177,17 @@ impl<'a> Domains<'a> {
             .bind(id)
             .execute(self.pool)
             .await?,
+        )
+    }
+
+    /// Turns the HTTP -> HTTPS redirect on or off.
+    pub async fn set_redirect_https(&self, id: &str, on: bool) -> StoreResult<()> {
+        touched(
+            sqlx::query("UPDATE domains SET redirect_https = $1 WHERE id = $2")
+                .bind(i64::from(on))
+                .bind(id)
+                .execute(self.pool)
+                .await?,
         )
     }
 

@@ -7,6 +7,7 @@
 //! 0/1 flags, so the same repository code and the same contract tests cover both.
 
 mod audit;
+mod certificates;
 mod deployments;
 mod domains;
 mod jobs;
@@ -18,6 +19,7 @@ mod topology;
 mod users;
 
 pub use audit::{AuditEventRecord, AuditEvents, NewAuditEvent};
+pub use certificates::{CertificateRecord, Certificates, Issued};
 pub use deployments::{DeploymentRecord, Deployments, NewRelease, ReleaseRecord, Taken};
 pub use domains::{DomainRecord, Domains};
 pub use jobs::{JobRecord, Jobs, NewJob};
@@ -215,6 +217,10 @@ impl Store {
 
     pub fn domains(&self) -> Domains<'_> {
         Domains::new(&self.pool)
+    }
+
+    pub fn certificates(&self) -> Certificates<'_> {
+        Certificates::new(&self.pool)
     }
 
     pub fn jobs(&self) -> Jobs<'_> {

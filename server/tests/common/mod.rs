@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod deploy;
+pub mod dns;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -67,6 +68,9 @@ pub fn test_config(db: &TestDb) -> Config {
         .insert(TEST_LABEL_KEY.into(), TEST_LABEL_VALUE.into());
     config.reconcile_interval_secs = 2;
     config.ingress_http_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.ingress_https_listen = Some("127.0.0.1:0".parse().unwrap());
+    // No test reaches Let's Encrypt; the ACME tests name their own pebble.
+    config.acme_directory_url = String::new();
     config
 }
 
@@ -85,6 +89,10 @@ pub struct TestApp {
     pub reconciler: std::sync::Arc<berth::orchestrator::reconciler::Reconciler>,
     /// Where the ingress listens (`None` when the config has no ingress).
     pub ingress: Option<SocketAddr>,
+    /// Where the ingress accepts HTTPS.
+    pub ingress_https: Option<SocketAddr>,
+    /// The certificate manager (tests move its clock).
+    pub certificates: Option<std::sync::Arc<berth::ingress::acme::CertificateManager>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -107,6 +115,8 @@ impl TestApp {
         let installation = store.deployments().installation_id().await.unwrap();
         let reconciler = app.reconciler();
         let ingress = app.ingress_addr();
+        let ingress_https = app.ingress_https_addr();
+        let certificates = app.certificates();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             app.run_until_stopped(async {
@@ -123,6 +133,8 @@ impl TestApp {
             installation,
             reconciler,
             ingress,
+            ingress_https,
+            certificates,
             stop: Some(tx),
             task: Some(task),
         }

@@ -68,3 +68,23 @@ pub async fn audit_events(
         .map(Json)
         .map_err(fail(&ctx))
 }
+
+/// Per-route traffic of this process's ingress since it started: requests, responses by
+/// status class and a latency histogram (time to the response head). Empty when this process
+/// runs no ingress. Admins only.
+#[utoipa::path(get, path = "/api/v1/ingress/routes", tag = "admin",
+    responses((status = 200, body = [crate::ingress::observe::RouteStatsView]),
+        (status = 403, body = ErrorEnvelope)))]
+pub async fn ingress_routes(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> RestResult<Json<Vec<crate::ingress::observe::RouteStatsView>>> {
+    ctx.admin().map_err(fail(&ctx))?;
+    Ok(Json(
+        state
+            .ingress_stats
+            .as_ref()
+            .map(|s| s.snapshot())
+            .unwrap_or_default(),
+    ))
+}

@@ -85,3 +85,25 @@ pub async fn remove(
         .map_err(fail(&ctx))?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Changes a custom domain's settings: `redirect_https` sends plain-HTTP requests to HTTPS
+/// (308) once the domain's certificate is issued.
+#[utoipa::path(patch, path = "/api/v1/domains/{id}", tag = "domains",
+    request_body = UpdateDomain,
+    params(("id" = String, Path, description = "domain id")),
+    responses((status = 200, body = DomainView), (status = 400, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope)))]
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateDomain>,
+) -> RestResult<Json<DomainView>> {
+    let domain = state
+        .services
+        .deployments
+        .update_domain(&ctx, &DomainId(id), req)
+        .await
+        .map_err(fail(&ctx))?;
+    Ok(Json(domain))
+}

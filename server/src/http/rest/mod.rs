@@ -88,6 +88,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/users", get(admin::list_users).post(admin::create_user))
         .route("/audit-events", get(admin::audit_events))
+        .route("/ingress/routes", get(admin::ingress_routes))
         .route(
             "/plans",
             get(topology::list_plans).post(topology::create_plan),
@@ -115,7 +116,10 @@ pub fn router() -> Router<AppState> {
             "/deployments/{id}/domains",
             get(domains::list).post(domains::add),
         )
-        .route("/domains/{id}", delete(domains::remove))
+        .route(
+            "/domains/{id}",
+            delete(domains::remove).patch(domains::update),
+        )
         .route("/domains/{id}/verify", post(domains::verify))
         .fallback(|| async {
             RestError(ApiError::not_found(

@@ -1,0 +1,451 @@
+//! Certificates for the ingress (role `scheduler`): the self-signed fallback for
+//! `*.<base_domain>`, and certificates from an ACME CA (RFC 8555, through `instant-acme`)
+//! for every verified custom domain.
+//!
+//! - **Challenges**: HTTP-01 (RFC 8555 §8.3; the answer is stored in the database, so any
+//!   ingress process serves it at `/.well-known/acme-challenge/<token>`) or TLS-ALPN-01
+//!   (RFC 8737; the challenge certificate is handed to this process's TLS listener). An
+//!   authorization the CA already holds as valid is reused.
+//! - **Keys**: a new ECDSA P-256 key per certificate, sealed with the installation's secret
+//!   key before it is stored. The ACME account key is stored the same way, per directory.
+//! - **Renewal** at `not_after − min(30 days, lifetime / 3)` (Let's Encrypt's advice for
+//!   90-day certificates, scaled for short-lived ones). A failed attempt keeps the working
+//!   certificate, records the error and retries with exponential backoff
+//!   ([`retry_delay_ms`]); a `rateLimited` problem from the CA waits at least an hour.
+//! - **Clock**: [`CertificateManager::tick`] takes the time as an argument, so renewal is
+//!   tested by moving the clock, not by waiting.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use tokio::sync::Notify;
+
+use super::tls::{self, CertStore};
+use crate::{
+    secrets::SecretBox,
+    store::{now_ms, CertificateRecord, Issued, Store, StoreError},
+};
+
+const DAY_MS: i64 = 86_400_000;
+/// How often the manager looks for work.
+pub const TICK: Duration = Duration::from_secs(5);
+/// Lifetime of the self-signed fallback, days.
+pub const SELF_SIGNED_DAYS: i64 = 397;
+/// How long an HTTP-01 answer stays published, ms.
+const CHALLENGE_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// Which ACME challenge proves control of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ChallengeKind {
+    /// HTTP-01: the CA fetches `http://<name>/.well-known/acme-challenge/<token>` (port 80).
+    #[serde(rename = "http-01")]
+    Http01,
+    /// TLS-ALPN-01: the CA connects to `<name>:443` offering `acme-tls/1`.
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+/// Where certificates come from.
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    /// The CA's directory URL; `None`: no ACME, only the self-signed fallback.
+    pub directory_url: Option<String>,
+    /// Account contacts, e.g. `mailto:ops@example.com`.
+    pub contact: Vec<String>,
+    /// A PEM file of extra roots to trust for the directory's HTTPS (a test CA).
+    pub ca_roots: Option<PathBuf>,
+    pub challenge: ChallengeKind,
+}
+
+/// What one pass did (tests read it).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// Hostnames that got a new certificate.
+    pub issued: Vec<String>,
+    /// Hostnames whose attempt failed, with the error.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Issues and renews the ingress's certificates.
+pub struct CertificateManager {
+    store: Store,
+    secrets: SecretBox,
+    base_domain: String,
+    settings: AcmeSettings,
+    certs: Arc<CertStore>,
+    changed: Arc<Notify>,
+    account: tokio::sync::Mutex<Option<Account>>,
+}
+
+/// Why an attempt failed, and whether the CA asked to slow down.
+struct Failure {
+    message: String,
+    rate_limited: bool,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let message = e.to_string();
+        Self {
+            rate_limited: message.contains("rateLimited"),
+            message,
+        }
+    }
+}
+
+impl CertificateManager {
+    /// `certs` is this process's TLS listener's store (for TLS-ALPN-01); `changed` tells the
+    /// ingress to reload.
+    pub fn new(
+        store: Store,
+        secrets: SecretBox,
+        base_domain: String,
+        settings: AcmeSettings,
+        certs: Arc<CertStore>,
+        changed: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            base_domain: base_domain.to_ascii_lowercase(),
+            settings,
+            certs,
+            changed,
+            account: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs [`CertificateManager::tick`] every [`TICK`] until the task is aborted.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.tick(now_ms()).await {
+                tracing::warn!(error = %e, "certificate pass failed");
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    }
+
+    /// One pass as if the time were `now_ms`: renews the self-signed fallback when due,
+    /// creates certificate slots for verified custom domains (with ACME configured) and
+    /// drops those of removed ones, then issues or renews every slot that is due.
+    ///
+    /// # Errors
+    /// Store failures; a failed issuance is recorded on its slot, not returned.
+    pub async fn tick(&self, now_ms: i64) -> Result<TickReport, StoreError> {
+        let mut report = TickReport::default();
+        self.ensure_self_signed(now_ms).await?;
+        let certificates = self.store.certificates();
+        certificates.prune_orphans().await?;
+        if self.settings.directory_url.is_some() {
+            for d in self.store.domains().verified().await? {
+                certificates
+                    .ensure(&d.hostname, Some(&d.id), "acme", now_ms)
+                    .await?;
+            }
+        }
+        let due = match self.settings.directory_url {
+            Some(_) => certificates.due(now_ms).await?,
+            None => Vec::new(),
+        };
+        for slot in due {
+            match self.issue(&slot.hostname).await {
+                Ok(g) => {
+                    let key_sealed = self.secrets.seal(&g.key_pem);
+                    certificates
+                        .record_issued(
+                            &slot.id,
+                            &Issued {
+                                cert_pem: &g.cert_pem,
+                                key_sealed: &key_sealed,
+                                not_before_ms: g.not_before_ms,
+                                not_after_ms: g.not_after_ms,
+                                renew_at_ms: renew_at(g.not_before_ms, g.not_after_ms),
+                            },
+                        )
+                        .await?;
+                    tracing::info!(hostname = %slot.hostname, not_after_ms = g.not_after_ms, "certificate issued");
+                    report.issued.push(slot.hostname.clone());
+                }
+                Err(f) => {
+                    let next = now_ms + retry_delay_ms(slot.attempts, f.rate_limited);
+                    let message = format!(
+                        "{} (next attempt in {} s)",
+                        f.message,
+                        (next - now_ms) / 1000
+                    );
+                    tracing::warn!(hostname = %slot.hostname, error = %message, "certificate not issued");
+                    certificates
+                        .record_failure(&slot.id, &message, next)
+                        .await?;
+                    report.failed.push((slot.hostname.clone(), message));
+                }
+            }
+        }
+        if !report.issued.is_empty() {
+            self.changed.notify_one();
+        }
+        Ok(report)
+    }
+
+    /// Makes sure `*.<base_domain>` has a self-signed certificate with 30 days left.
+    async fn ensure_self_signed(&self, now_ms: i64) -> Result<(), StoreError> {
+        let hostname = format!("*.{}", self.base_domain);
+        let certificates = self.store.certificates();
+        certificates
+            .ensure(&hostname, None, "self_signed", now_ms)
+            .await?;
+        let Some(slot) = certificates.by_hostname(&hostname).await? else {
+            return Ok(());
+        };
+        if slot.cert_pem.is_some() && slot.next_attempt_at_ms > now_ms {
+            return Ok(());
+        }
+        match tls::self_signed(&self.base_domain, now_ms, SELF_SIGNED_DAYS) {
+            Ok(g) => {
+                let key_sealed = self.secrets.seal(&g.key_pem);
+                certificates
+                    .record_issued(
+                        &slot.id,
+                        &Issued {
+                            cert_pem: &g.cert_pem,
+                            key_sealed: &key_sealed,
+                            not_before_ms: g.not_before_ms,
+                            not_after_ms: g.not_after_ms,
+                            renew_at_ms: g.not_after_ms - 30 * DAY_MS,
+                        },
+                    )
+                    .await?;
+                self.changed.notify_one();
+            }
+            Err(e) => {
+                certificates
+                    .record_failure(&slot.id, &e, now_ms + DAY_MS)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// The ACME account for the configured directory: loaded from the store, or created
+    /// (and stored) on first use.
+    async fn account(&self) -> Result<Account, Failure> {
+        let mut cached = self.account.lock().await;
+        if let Some(a) = cached.as_ref() {
+            return Ok(a.clone());
+        }
+        let directory = self
+            .settings
+            .directory_url
+            .clone()
+            .ok_or("no ACME directory is configured")?;
+        let builder = || match &self.settings.ca_roots {
+            Some(path) => Account::builder_with_root(path),
+            None => Account::builder(),
+        };
+        let stored = self.store.certificates().account(&directory).await?;
+        let account = match stored.and_then(|s| self.secrets.open(&s).ok()) {
+            Some(json) => {
+                let credentials: AccountCredentials = serde_json::from_str(&json)?;
+                builder()?.from_credentials(credentials).await?
+            }
+            None => {
+                let contact: Vec<&str> = self.settings.contact.iter().map(String::as_str).collect();
+                let (account, credentials) = builder()?
+                    .create(
+                        &NewAccount {
+                            contact: &contact,
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        directory.clone(),
+                        None,
+                    )
+                    .await?;
+                let json = serde_json::to_string(&credentials)?;
+                self.store
+                    .certificates()
+                    .save_account(&directory, &self.secrets.seal(&json))
+                    .await?;
+                account
+            }
+        };
+        *cached = Some(account.clone());
+        Ok(account)
+    }
+
+    /// Orders, proves and downloads a certificate for `hostname`.
+    async fn issue(&self, hostname: &str) -> Result<tls::Generated, Failure> {
+        let account = self.account().await?;
+        let identifiers = [Identifier::Dns(hostname.to_owned())];
+        let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+        let mut published = Vec::new();
+        let proved = self.answer_challenges(&mut order, &mut published).await;
+        let retry = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(500))
+            .backoff(1.5)
+            .timeout(Duration::from_secs(120));
+        let status = match proved {
+            Ok(()) => order.poll_ready(&retry).await,
+            Err(f) => {
+                self.withdraw(&published).await;
+                return Err(f);
+            }
+        };
+        self.withdraw(&published).await;
+        let status = status
+            .map_err(|e| Failure::from(format!("the CA did not validate {hostname}: {e}")))?;
+        match status {
+            OrderStatus::Ready => {}
+            other => {
+                let why = self.invalid_reason(&mut order).await;
+                return Err(Failure::from(format!(
+                    "the CA did not validate {hostname} ({other:?}): {why}"
+                )));
+            }
+        }
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(vec![hostname.to_owned()])?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params.serialize_request(&key)?;
+        order.finalize_csr(csr.der()).await?;
+        let chain = order.poll_certificate(&retry).await?;
+        let (not_before_ms, not_after_ms) = tls::validity(&chain)?;
+        Ok(tls::Generated {
+            cert_pem: chain,
+            key_pem: key.serialize_pem(),
+            not_before_ms,
+            not_after_ms,
+        })
+    }
+
+    /// Publishes an answer for every pending authorization and tells the CA it is ready.
+    /// `published` collects what to withdraw afterwards.
+    async fn answer_challenges(
+        &self,
+        order: &mut instant_acme::Order,
+        published: &mut Vec<(String, String)>,
+    ) -> Result<(), Failure> {
+        let kind = match self.settings.challenge {
+            ChallengeKind::Http01 => ChallengeType::Http01,
+            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        };
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz?;
+            match authz.status {
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => return Err(Failure::from(format!("authorization is {other:?}"))),
+            }
+            let mut challenge = authz.challenge(kind.clone()).ok_or_else(|| {
+                Failure::from(format!("the CA offers no {kind:?} challenge for this name"))
+            })?;
+            let key_auth = challenge.key_authorization();
+            let name = challenge.identifier().to_string();
+            match self.settings.challenge {
+                ChallengeKind::Http01 => {
+                    self.store
+                        .certificates()
+                        .put_challenge(
+                            &challenge.token,
+                            key_auth.as_str(),
+                            // The ingress compares with the wall clock.
+                            now_ms() + CHALLENGE_TTL_MS,
+                        )
+                        .await?;
+                    published.push(("http".into(), challenge.token.clone()));
+                }
+                ChallengeKind::TlsAlpn01 => {
+                    let ck = tls::alpn_challenge_cert(&name, key_auth.digest().as_ref())?;
+                    self.certs.set_alpn_challenge(&name, ck);
+                    published.push(("alpn".into(), name));
+                }
+            }
+            challenge.set_ready().await?;
+        }
+        Ok(())
+    }
+
+    /// Withdraws published answers.
+    async fn withdraw(&self, published: &[(String, String)]) {
+        for (kind, key) in published {
+            if kind == "http" {
+                let _ = self.store.certificates().remove_challenge(key).await;
+            } else {
+                self.certs.clear_alpn_challenge(key);
+            }
+        }
+    }
+
+    /// The CA's explanation of an order that did not become ready.
+    async fn invalid_reason(&self, order: &mut instant_acme::Order) -> String {
+        let mut reasons = Vec::new();
+        let mut authorizations = order.authorizations();
+        while let Some(Ok(mut authz)) = authorizations.next().await {
+            if let Ok(state) = authz.refresh().await {
+                for c in &state.challenges {
+                    if let Some(p) = &c.error {
+                        reasons.push(p.to_string());
+                    }
+                }
+            }
+        }
+        if reasons.is_empty() {
+            "no reason given".into()
+        } else {
+            reasons.join("; ")
+        }
+    }
+}
+
+/// When a certificate valid from `not_before_ms` to `not_after_ms` is renewed:
+/// `not_after − min(30 days, lifetime / 3)`.
+pub fn renew_at(not_before_ms: i64, not_after_ms: i64) -> i64 {
+    let lifetime = (not_after_ms - not_before_ms).max(0);
+    not_after_ms - (30 * DAY_MS).min(lifetime / 3)
+}
+
+/// Delay before the next attempt after `attempts` earlier failures: 1 min doubling up to
+/// 6 h; at least 1 h when the CA answered `rateLimited` (RFC 8555 §6.7).
+pub fn retry_delay_ms(attempts: i64, rate_limited: bool) -> i64 {
+    let exponential = 60_000_i64.saturating_mul(1 << attempts.clamp(0, 20));
+    let delay = exponential.min(6 * 3_600_000);
+    if rate_limited {
+        delay.max(3_600_000)
+    } else {
+        delay
+    }
+}
+
+/// A certificate slot as the portal shows it.
+pub fn describe(slot: &CertificateRecord, now_ms: i64) -> &'static str {
+    match (&slot.cert_pem, slot.not_after_ms) {
+        (Some(_), Some(t)) if t <= now_ms => "expired",
+        (Some(_), _) if !slot.last_error.is_empty() => "renewal_failing",
+        (Some(_), _) => "issued",
+        (None, _) if !slot.last_error.is_empty() => "failed",
+        (None, _) => "pending",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_thirty_days_before_expiry_or_a_third_of_a_short_lifetime() {
+        assert_eq!(renew_at(0, 90 * DAY_MS), 60 * DAY_MS);
+        assert_eq!(renew_at(0, 6 * DAY_MS), 4 * DAY_MS);
+    }
+
+    #[test]
+    fn retries_back_off_and_respect_rate_limits() {
+        assert_eq!(retry_delay_ms(0, false), 60_000);
+        assert_eq!(retry_delay_ms(1, false), 120_000);
+        assert_eq!(retry_delay_ms(30, false), 6 * 3_600_000);
+        assert_eq!(retry_delay_ms(0, true), 3_600_000);
+    }
+}

@@ -1,0 +1,502 @@
+//! Automatic TLS against a real ACME CA: `pebble` (Debian package) on loopback, with
+//! `pebble-challtestsrv` as the DNS server both pebble and Berth ask. Pebble's HTTPS uses a
+//! CA this test makes with rcgen; its validation connects to Berth's ingress (its `httpPort`
+//! and `tlsPort` are the ingress's ports).
+//!
+//! The flow, run with HTTP-01 twice (pebble's defaults: 5 % of nonces rejected, half the
+//! authorizations reused, validation after a random sleep of up to 15 s; and with
+//! `PEBBLE_VA_NOSLEEP=1`) and with TLS-ALPN-01 once: a verified domain gets a certificate
+//! from pebble and is served over HTTPS with it; the redirect sends HTTP to HTTPS; moving the
+//! manager's clock to the renewal date renews it; a renewal while the CA is down fails,
+//! is shown, and the working certificate keeps being served; a domain the CA cannot reach
+//! fails with the CA's reason. The generated hostnames are served with the self-signed
+//! `*.localhost` certificate.
+
+#[macro_use]
+mod common;
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use berth::ingress::acme::ChallengeKind;
+use common::{deploy::*, dns::*, *};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// A CA and a certificate for `127.0.0.1`/`localhost` signed by it, for pebble's HTTPS.
+/// Returns the CA's PEM path.
+fn pebble_tls(dir: &Path) -> std::path::PathBuf {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "berth test ACME server CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("pebble-cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("pebble-key.pem"), key.serialize_pem()).unwrap();
+    let ca_path = dir.join("pebble-ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    ca_path
+}
+
+/// Starts pebble on `acme` (management on `management`), validating on the ingress's ports.
+fn start_pebble(
+    dir: &Path,
+    acme: u16,
+    management: u16,
+    ingress: SocketAddr,
+    ingress_https: SocketAddr,
+    dns: u16,
+    nosleep: bool,
+) -> KillOnDrop {
+    let config = json!({"pebble": {
+        "listenAddress": format!("127.0.0.1:{acme}"),
+        "managementListenAddress": format!("127.0.0.1:{management}"),
+        "certificate": dir.join("pebble-cert.pem"),
+        "privateKey": dir.join("pebble-key.pem"),
+        "httpPort": ingress.port(),
+        "tlsPort": ingress_https.port(),
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false,
+    }});
+    let path = dir.join("pebble-config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut cmd = Command::new("pebble");
+    cmd.arg("-config")
+        .arg(&path)
+        .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if nosleep {
+        cmd.env("PEBBLE_VA_NOSLEEP", "1");
+    }
+    let child = cmd
+        .spawn()
+        .expect("pebble (scripts/install-deps.sh --test installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", acme)).is_err() {
+        assert!(Instant::now() < deadline, "pebble did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    KillOnDrop(child)
+}
+
+/// Pebble's root (it makes a new one at every start), from its management API.
+async fn pebble_root(management: u16, ca: &Path) -> reqwest::Certificate {
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let pem = client
+        .get(format!("https://127.0.0.1:{management}/roots/0"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    reqwest::Certificate::from_pem(&pem).unwrap()
+}
+
+/// GET `https://<host>/` through the ingress, trusting only `root`; the status, the body
+/// and the leaf certificate the ingress presented.
+async fn https_get(
+    ingress_https: SocketAddr,
+    host: &str,
+    root: &reqwest::Certificate,
+) -> Result<(u16, String, Vec<u8>), String> {
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(root.clone())
+        .resolve(host, ingress_https)
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://{host}:{}/", ingress_https.port()))
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let leaf = r
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    Ok((r.status().as_u16(), r.text().await.unwrap(), leaf))
+}
+
+/// The DER of the first certificate in `pem`.
+fn rustls_pki_types_der(pem: &str) -> Vec<u8> {
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+/// Waits until the deployment's domain `hostname` has a certificate in `state`.
+async fn wait_certificate(b: &Browser, deployment: &str, hostname: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = b
+            .get(&format!("/api/v1/deployments/{deployment}/domains"))
+            .await
+            .expect_status(StatusCode::OK)
+            .await;
+        let d = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["hostname"] == hostname)
+            .cloned()
+            .unwrap();
+        if d["certificate"]["state"] == state {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "certificate never {state}: {d:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Adds `hostname` to `deployment`, sets its DNS (TXT proof, A `address`, which must be one
+/// of the ingress's public addresses) and waits until Berth has verified it.
+async fn verified_domain(
+    b: &Browser,
+    deployment: &str,
+    hostname: &str,
+    address: &str,
+    dns_management: u16,
+) -> String {
+    let added = b
+        .post_json(
+            &format!("/api/v1/deployments/{deployment}/domains"),
+            &json!({ "hostname": hostname }),
+        )
+        .await
+        .expect_status(StatusCode::CREATED)
+        .await;
+    let id = added["id"].as_str().unwrap().to_owned();
+    let token = added["dns_records"][0]["value"].as_str().unwrap();
+    dns_set(
+        dns_management,
+        "/set-txt",
+        json!({"host": format!("_berth-challenge.{hostname}."), "value": token}),
+    )
+    .await;
+    dns_set(
+        dns_management,
+        "/add-a",
+        json!({"host": format!("{hostname}."), "addresses": [address]}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        b.post_json(&format!("/api/v1/domains/{id}/verify"), &json!({}))
+            .await
+            .expect_status(StatusCode::ACCEPTED)
+            .await;
+        let list = b
+            .get(&format!("/api/v1/deployments/{deployment}/domains"))
+            .await
+            .expect_status(StatusCode::OK)
+            .await;
+        if list
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == id.as_str() && d["status"] == "verified")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never verified: {list:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    id
+}
+
+async fn certificates_from_a_real_ca(challenge: ChallengeKind, nosleep: bool) {
+    ensure_test_image();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pebble_tls(dir.path());
+    let (dns_port, dns_management) = (free_port(), free_port());
+    let _dns = start_dns(dns_port, dns_management);
+    let (acme_port, acme_management) = (free_port(), free_port());
+    let db = fresh_db(Db::Sqlite).await;
+    let mut config = test_config(&db);
+    config.dns_resolver = Some(SocketAddr::from(([127, 0, 0, 1], dns_port)));
+    config.acme_directory_url = format!("https://127.0.0.1:{acme_port}/dir");
+    config.acme_ca_roots = Some(ca.clone());
+    config.acme_contact = vec!["mailto:ops@shop.example".into()];
+    config.acme_challenge = challenge;
+    let app = TestApp::start(config).await;
+    let (ingress, ingress_https) = (app.ingress.unwrap(), app.ingress_https.unwrap());
+    let pebble = start_pebble(
+        dir.path(),
+        acme_port,
+        acme_management,
+        ingress,
+        ingress_https,
+        dns_port,
+        nosleep,
+    );
+    let root = pebble_root(acme_management, &ca).await;
+    let manager = app.certificates.clone().unwrap();
+
+    let admin = app.admin_client().await;
+    let (owner, project_id) = project(&app, &admin, "owner@example.com", "shop").await;
+    let (web, job) = create(&owner, &project_id, "web", 1, greeting_spec("release one")).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+
+    // The generated hostname is served over HTTPS with the self-signed *.localhost (which
+    // strict clients, rustls's webpki among them, refuse for a wildcard under a single
+    // label: this client checks which certificate is served, not whether it is trusted).
+    let fallback = app
+        .store
+        .certificates()
+        .by_hostname("*.localhost")
+        .await
+        .unwrap()
+        .expect("the self-signed certificate exists from the start");
+    let fallback_der = rustls_pki_types_der(fallback.cert_pem.as_deref().unwrap());
+    let insecure = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve("web-shop.localhost", ingress_https)
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = insecure
+            .get(format!(
+                "https://web-shop.localhost:{}/",
+                ingress_https.port()
+            ))
+            .send()
+            .await;
+        if let Ok(r) = r {
+            let leaf = r
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|i| i.peer_certificate())
+                .map(<[u8]>::to_vec);
+            assert_eq!(leaf, Some(fallback_der.clone()));
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.text().await.unwrap().trim(), "release one");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A verified domain gets a certificate from the CA and is served with it.
+    let host = "www.shop.example";
+    let domain_id = verified_domain(&owner, &web, host, "127.0.0.1", dns_management).await;
+    let d = wait_certificate(&owner, &web, host, "issued").await;
+    let cert = &d["certificate"];
+    assert_eq!(cert["source"], "acme");
+    assert_eq!(cert["last_error"], "");
+    let not_after = cert["not_after_ms"].as_i64().unwrap();
+    assert!(not_after > berth::store::now_ms() + DAY_MS, "{d:#}");
+    assert_eq!(
+        d["https_url"],
+        format!("https://{host}:{}/", ingress_https.port())
+    );
+    let stored = app
+        .store
+        .certificates()
+        .by_hostname(host)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.key_sealed.as_deref().unwrap().starts_with("enc:v1:"),
+        "the key is sealed at rest"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first_leaf = loop {
+        match https_get(ingress_https, host, &root).await {
+            Ok((200, body, leaf)) => {
+                assert_eq!(body.trim(), "release one");
+                break leaf;
+            }
+            other => assert!(Instant::now() < deadline, "{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The certificate is never sent back by the API.
+    assert!(!d.to_string().contains("PRIVATE KEY") && !d.to_string().contains("enc:v1:"));
+
+    // HTTP -> HTTPS redirect, per route; off by default.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get_plain = || {
+        plain
+            .get(format!("http://{ingress}/?x=1"))
+            .header("host", host)
+            .send()
+    };
+    assert_eq!(get_plain().await.unwrap().status(), 200);
+    let updated = owner
+        .patch_json(
+            &format!("/api/v1/domains/{domain_id}"),
+            &json!({"redirect_https": true}),
+        )
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert_eq!(updated["redirect_https"], true);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = get_plain().await.unwrap();
+        if r.status() == 308 {
+            assert_eq!(
+                r.headers()["location"],
+                format!("https://{host}:{}/?x=1", ingress_https.port()).as_str()
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no redirect: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The generated hostname is not redirected (its certificate is the self-signed one).
+    let r = plain
+        .get(format!("http://{ingress}/"))
+        .header("host", "web-shop.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Renewal, by moving the clock to 29 days before expiry: a new certificate is served.
+    let report = manager.tick(not_after - 29 * DAY_MS).await.unwrap();
+    assert_eq!(report.issued, vec![host.to_owned()], "{report:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second_leaf = loop {
+        let (status, _, leaf) = https_get(ingress_https, host, &root).await.unwrap();
+        assert_eq!(status, 200);
+        if leaf != first_leaf {
+            break leaf;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let renewed = wait_certificate(&owner, &web, host, "issued").await;
+    let renewed_after = renewed["certificate"]["not_after_ms"].as_i64().unwrap();
+    assert!(renewed_after >= not_after, "{renewed:#}");
+
+    // The CA is down at the next renewal: the failure is shown, the certificate stays.
+    drop(pebble);
+    let report = manager.tick(renewed_after - 29 * DAY_MS).await.unwrap();
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let failing = wait_certificate(&owner, &web, host, "renewal_failing").await;
+    let error = failing["certificate"]["last_error"].as_str().unwrap();
+    assert!(error.contains("next attempt in 60 s"), "{error}");
+    assert!(
+        failing["certificate"]["next_attempt_at_ms"]
+            .as_i64()
+            .unwrap()
+            > renewed_after - 29 * DAY_MS
+    );
+    let (status, _, leaf) = https_get(ingress_https, host, &root).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        leaf, second_leaf,
+        "a failed renewal never replaces the working certificate"
+    );
+
+    // The portal shows the state, the expiry and the error.
+    let (_, _, page) = owner.html(&format!("/deployments/{web}")).await;
+    assert!(
+        page.contains("renewal failing") && page.contains("cert-error"),
+        "{page}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_01_with_pebble_defaults() {
+    certificates_from_a_real_ca(ChallengeKind::Http01, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_01_without_validation_delay() {
+    certificates_from_a_real_ca(ChallengeKind::Http01, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn_01_without_validation_delay() {
+    certificates_from_a_real_ca(ChallengeKind::TlsAlpn01, true).await;
+}
+
+/// A domain whose DNS sends the CA elsewhere: the order fails with the CA's reason, shown on
+/// the domain; the running app is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_domain_fails_with_the_cas_reason() {
+    ensure_test_image();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pebble_tls(dir.path());
+    let (dns_port, dns_management) = (free_port(), free_port());
+    let _dns = start_dns(dns_port, dns_management);
+    let (acme_port, acme_management) = (free_port(), free_port());
+    let db = fresh_db(Db::Sqlite).await;
+    let mut config = test_config(&db);
+    config.dns_resolver = Some(SocketAddr::from(([127, 0, 0, 1], dns_port)));
+    config.acme_directory_url = format!("https://127.0.0.1:{acme_port}/dir");
+    config.acme_ca_roots = Some(ca.clone());
+    // Berth's address, as far as DNS checks go: loopback, but nothing of Berth listens there.
+    config.ingress_public_ips = vec!["127.0.0.2".parse().unwrap()];
+    let app = TestApp::start(config).await;
+    let (ingress, ingress_https) = (app.ingress.unwrap(), app.ingress_https.unwrap());
+    let _pebble = start_pebble(
+        dir.path(),
+        acme_port,
+        acme_management,
+        ingress,
+        ingress_https,
+        dns_port,
+        true,
+    );
+    let admin = app.admin_client().await;
+    let (owner, project_id) = project(&app, &admin, "owner@example.com", "shop").await;
+    let (web, _) = create(&owner, &project_id, "web", 1, greeting_spec("release one")).await;
+    let host = "lost.shop.example";
+    verified_domain(&owner, &web, host, "127.0.0.2", dns_management).await;
+    let d = wait_certificate(&owner, &web, host, "failed").await;
+    let error = d["certificate"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("the CA did not validate {host}")) && error.contains("127.0.0.2"),
+        "{error}"
+    );
+    assert!(d["https_url"].is_null());
+    // The app is still served over HTTP.
+    let r = reqwest::Client::new()
+        .get(format!("http://{ingress}/"))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}
