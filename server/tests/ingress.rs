@@ -375,3 +375,90 @@ async fn the_ingress_routes_generated_hostnames_to_healthy_instances() {
     }
     app.stop().await;
 }
+
+/// Route settings come with a release: least-connections sends new requests away from an
+/// instance busy with a slow one; a deployment's own timeout and body limit apply to its
+/// hostnames only; out-of-range settings are refused with the field named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_settings_apply_per_deployment() {
+    ensure_test_image();
+    let db = fresh_db(Db::Sqlite).await;
+    let app = TestApp::start(test_config(&db)).await;
+    let ingress = app.ingress.unwrap();
+    let admin = app.admin_client().await;
+    let (owner, project_id) = project(&app, &admin, "routes@example.com", "shop").await;
+
+    let mut bad = echo_spec("x");
+    bad["routing"] = json!({"timeout_secs": 0});
+    let e = create_raw(&owner, &project_id, "bad", 1, bad)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_value")
+        .await;
+    assert_eq!(e["field"], "routing.timeout_secs", "{e}");
+
+    let mut lc = echo_spec("least");
+    lc["routing"] = json!({"balance": "least_connections"});
+    let (_, job) = create(&owner, &project_id, "lc", 2, lc).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let mut limited = echo_spec("limited");
+    limited["routing"] = json!({"timeout_secs": 1, "max_body_bytes": 1024});
+    let (_, job) = create(&owner, &project_id, "limited", 1, limited).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let client = reqwest::Client::new();
+    for host in ["lc-shop.localhost", "limited-shop.localhost"] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while get(&client, ingress, host, "/").await.0 != 200 {
+            assert!(Instant::now() < deadline, "{host} never routed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // One instance is busy for 5 s: every request meanwhile goes to the other one.
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(
+            async move { get(&client, ingress, "lc-shop.localhost", "/cgi-bin/slow").await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen = BTreeSet::new();
+    for _ in 0..6 {
+        let (status, body) = get(&client, ingress, "lc-shop.localhost", "/cgi-bin/env").await;
+        assert_eq!(status, 200, "{body}");
+        seen.insert(field(&body, "me").to_owned());
+    }
+    assert_eq!(seen.len(), 1, "all to the idle instance: {seen:?}");
+    assert_eq!(slow.await.unwrap(), (200, "late\n".to_owned()));
+    // Idle again: both are used.
+    let mut seen = BTreeSet::new();
+    for _ in 0..6 {
+        let (_, body) = get(&client, ingress, "lc-shop.localhost", "/cgi-bin/env").await;
+        seen.insert(field(&body, "me").to_owned());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // The limited deployment's own limits: 2 KiB is too large there, 1 s is its timeout.
+    let r = client
+        .post(format!("http://{ingress}/"))
+        .header("host", "limited-shop.localhost")
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let started = Instant::now();
+    let (status, body) = get(&client, ingress, "limited-shop.localhost", "/cgi-bin/slow").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("within 1 s"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The other deployment keeps the installation's limits (100 MiB, 60 s).
+    let r = client
+        .post(format!("http://{ingress}/"))
+        .header("host", "lc-shop.localhost")
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status().as_u16(), 413);
+    app.stop().await;
+}

@@ -43,6 +43,9 @@ pub async fn submit_new_deployment(
     command: String,
     health_path: String,
     restart_policy: String,
+    balance: Option<String>,
+    route_timeout_secs: Option<String>,
+    route_max_body_bytes: Option<String>,
 ) -> Result<DeploymentDetail, ApiError> {
     let (services, ctx) = super::context()?;
     let replicas = replicas.trim().parse::<u32>().map_err(|_| {
@@ -62,6 +65,9 @@ pub async fn submit_new_deployment(
         command,
         health_path,
         restart_policy,
+        balance: balance.unwrap_or_default(),
+        route_timeout_secs: route_timeout_secs.unwrap_or_default(),
+        route_max_body_bytes: route_max_body_bytes.unwrap_or_default(),
     };
     let spec = form.to_spec().map_err(super::tag(&ctx))?;
     services
@@ -104,6 +110,9 @@ pub async fn update_deployment(
     command: String,
     health_path: String,
     restart_policy: String,
+    balance: Option<String>,
+    route_timeout_secs: Option<String>,
+    route_max_body_bytes: Option<String>,
 ) -> Result<JobView, ApiError> {
     let (services, ctx) = super::context()?;
     let form = DeploymentForm {
@@ -116,6 +125,9 @@ pub async fn update_deployment(
         command,
         health_path,
         restart_policy,
+        balance: balance.unwrap_or_default(),
+        route_timeout_secs: route_timeout_secs.unwrap_or_default(),
+        route_max_body_bytes: route_max_body_bytes.unwrap_or_default(),
     };
     let spec = form.to_spec().map_err(super::tag(&ctx))?;
     services

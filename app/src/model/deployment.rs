@@ -130,6 +130,36 @@ pub struct DeploymentSpec {
     pub restart_policy: RestartPolicy,
     #[serde(default)]
     pub health_check: Option<HealthCheck>,
+    /// How the ingress serves this deployment's hostnames.
+    #[serde(default)]
+    pub routing: RouteSettings,
+}
+
+/// How requests are spread over a deployment's healthy instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceStrategy {
+    /// Each instance in turn.
+    #[default]
+    RoundRobin,
+    /// The instance with the fewest requests in flight (ties: in turn).
+    LeastConnections,
+}
+
+/// The ingress's settings for one deployment's routes; unset limits use the installation's
+/// defaults (`ingress_upstream_timeout_secs`, `ingress_max_body_bytes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RouteSettings {
+    #[serde(default)]
+    pub balance: BalanceStrategy,
+    /// Seconds the app has to start answering a request (1–3600); then 504.
+    #[serde(default)]
+    pub timeout_secs: Option<u32>,
+    /// Largest request body passed to the app, bytes (1024 – 10 GiB); larger ones get 413.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
 }
 
 /// Request to create a deployment; its first release rolls out at once.

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiError, DeploymentSpec, EnvVar, HealthCheck, HealthProbe, PlanId, RestartPolicy, VolumeMount,
+    ApiError, BalanceStrategy, DeploymentSpec, EnvVar, HealthCheck, HealthProbe, PlanId,
+    RestartPolicy, RouteSettings, VolumeMount,
 };
 
 /// The form's fields as text.
@@ -24,6 +25,33 @@ pub struct DeploymentForm {
     pub health_path: String,
     /// `always`, `on-failure` or `never`.
     pub restart_policy: String,
+    /// `round-robin` (also when empty) or `least-connections`.
+    #[serde(default)]
+    pub balance: String,
+    /// Seconds; empty for the installation's default.
+    #[serde(default)]
+    pub route_timeout_secs: String,
+    /// Bytes; empty for the installation's default.
+    #[serde(default)]
+    pub route_max_body_bytes: String,
+}
+
+/// An optional number from a form field: empty is `None`.
+fn optional_number<T: std::str::FromStr>(
+    field: &str,
+    text: &str,
+    what: &str,
+) -> Result<Option<T>, ApiError> {
+    match text.trim() {
+        "" => Ok(None),
+        t => t.parse().map(Some).map_err(|_| {
+            ApiError::invalid_field(
+                field,
+                "invalid_value",
+                format!("'{t}' is not {what}; leave it empty for the default."),
+            )
+        }),
+    }
 }
 
 fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
@@ -114,7 +142,34 @@ impl DeploymentForm {
                 start_period_ms: 5000,
             }),
         };
+        let balance = match self.balance.trim() {
+            "" | "round-robin" => BalanceStrategy::RoundRobin,
+            "least-connections" => BalanceStrategy::LeastConnections,
+            other => {
+                return Err(ApiError::invalid_field(
+                    "balance",
+                    "invalid_value",
+                    format!(
+                    "'{other}' is not a balancing strategy; use round-robin or least-connections."
+                ),
+                ))
+            }
+        };
+        let routing = RouteSettings {
+            balance,
+            timeout_secs: optional_number(
+                "route_timeout_secs",
+                &self.route_timeout_secs,
+                "a number of seconds",
+            )?,
+            max_body_bytes: optional_number(
+                "route_max_body_bytes",
+                &self.route_max_body_bytes,
+                "a number of bytes",
+            )?,
+        };
         Ok(DeploymentSpec {
+            routing,
             image: self.image.trim().to_owned(),
             env,
             http_port,
@@ -141,6 +196,11 @@ impl DeploymentForm {
             }
             "volumes" => "volumes".into(),
             "health_check" => "health_path".into(),
+            "routing" => match field {
+                "routing.timeout_secs" => "route_timeout_secs".into(),
+                "routing.max_body_bytes" => "route_max_body_bytes".into(),
+                _ => "balance".into(),
+            },
             _ => field.to_owned(),
         }
     }
@@ -184,6 +244,21 @@ impl DeploymentForm {
                 RestartPolicy::Never => "never",
             }
             .into(),
+            balance: match spec.routing.balance {
+                BalanceStrategy::RoundRobin => "round-robin",
+                BalanceStrategy::LeastConnections => "least-connections",
+            }
+            .into(),
+            route_timeout_secs: spec
+                .routing
+                .timeout_secs
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            route_max_body_bytes: spec
+                .routing
+                .max_body_bytes
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
         }
     }
 }
@@ -204,8 +279,14 @@ mod tests {
             command: "/bin/busybox\nhttpd\n-f".into(),
             health_path: "/".into(),
             restart_policy: "on-failure".into(),
+            balance: "least-connections".into(),
+            route_timeout_secs: "30".into(),
+            route_max_body_bytes: String::new(),
         };
         let spec = form.to_spec().unwrap();
+        assert_eq!(spec.routing.balance, BalanceStrategy::LeastConnections);
+        assert_eq!(spec.routing.timeout_secs, Some(30));
+        assert_eq!(spec.routing.max_body_bytes, None);
         assert_eq!(spec.image, "berth-demo/httpd:latest");
         assert_eq!(spec.env[0].value.as_deref(), Some("hello=world"));
         assert_eq!(spec.env.len(), 4);
@@ -219,6 +300,10 @@ mod tests {
         );
         assert_eq!(back.env, "GREETING=hello=world\nMODE=prod");
         assert_eq!(back.volumes, "data:/data");
+        assert_eq!(
+            (back.balance.as_str(), back.route_timeout_secs.as_str()),
+            ("least-connections", "30")
+        );
     }
 
     #[test]
@@ -238,5 +323,19 @@ mod tests {
         .to_spec()
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("http_port"));
+        let e = DeploymentForm {
+            balance: "random".into(),
+            ..Default::default()
+        }
+        .to_spec()
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("balance"));
+        let e = DeploymentForm {
+            route_timeout_secs: "soon".into(),
+            ..Default::default()
+        }
+        .to_spec()
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("route_timeout_secs"));
     }
 }

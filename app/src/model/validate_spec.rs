@@ -134,6 +134,22 @@ pub fn validate_spec(spec: &DeploymentSpec) -> Result<(), ApiError> {
     if let Some(hc) = &spec.health_check {
         check_health(hc, spec.http_port)?;
     }
+    if let Some(t) = spec.routing.timeout_secs {
+        if !(1..=3600).contains(&t) {
+            return Err(invalid(
+                "routing.timeout_secs",
+                format!("{t} is out of range; use 1–3600 seconds."),
+            ));
+        }
+    }
+    if let Some(b) = spec.routing.max_body_bytes {
+        if !(1024..=10 << 30).contains(&b) {
+            return Err(invalid(
+                "routing.max_body_bytes",
+                format!("{b} is out of range; use 1024 bytes – 10 GiB (10737418240)."),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -266,6 +282,7 @@ mod tests {
                 retries: 3,
                 start_period_ms: 0,
             }),
+            routing: Default::default(),
         }
     }
 

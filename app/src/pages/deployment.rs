@@ -280,6 +280,15 @@ fn Settings(
                 <TextArea label="Volumes" name="volumes" value=form.volumes.clone() error=error />
                 <TextArea label="Command" name="command" value=form.command.clone() error=error />
                 <Field label="Health check path" name="health_path" value=form.health_path.clone() error=error />
+                <label class="block text-sm">
+                    <span class="mb-1 block font-medium text-slate-700 dark:text-slate-300">"Load balancing"</span>
+                    <select name="balance" class="w-full rounded-md border border-slate-300 bg-white px-3 py-2 dark:border-slate-700 dark:bg-slate-900">
+                        <option value="round-robin" selected=form.balance != "least-connections">"round robin"</option>
+                        <option value="least-connections" selected=form.balance == "least-connections">"least connections"</option>
+                    </select>
+                </label>
+                <Field label="Request timeout (s)" name="route_timeout_secs" value=form.route_timeout_secs.clone() placeholder="(installation default)" error=error />
+                <Field label="Largest request body (bytes)" name="route_max_body_bytes" value=form.route_max_body_bytes.clone() placeholder="(installation default)" error=error />
                 <div class="md:col-span-2"><Submit label="Save and deploy" /></div>
             </ActionForm>
             <FormError error=error />

@@ -132,6 +132,15 @@ pub fn ProjectDeployments(project: ProjectId) -> impl IntoView {
                 <TextArea label="Volumes" name="volumes" placeholder="data:/data" hint="name:/path per line; kept across releases." error=error />
                 <TextArea label="Command" name="command" placeholder="(the image's)" hint="One argument per line; no shell." error=error />
                 <Field label="Health check path" name="health_path" placeholder="/healthz (empty: wait for the port)" error=error />
+                <label class="block text-sm">
+                    <span class="mb-1 block font-medium text-slate-700 dark:text-slate-300">"Load balancing"</span>
+                    <select name="balance" class="w-full rounded-md border border-slate-300 bg-white px-3 py-2 dark:border-slate-700 dark:bg-slate-900">
+                        <option value="round-robin">"round robin"</option>
+                        <option value="least-connections">"least connections"</option>
+                    </select>
+                </label>
+                <Field label="Request timeout (s)" name="route_timeout_secs" placeholder="(installation default)" error=error />
+                <Field label="Largest request body (bytes)" name="route_max_body_bytes" placeholder="(installation default)" error=error />
                 <div class="md:col-span-2">
                     <Submit label="Deploy" />
                 </div>

@@ -25,6 +25,7 @@
 //!   head within `upstream_timeout` gets the client a 504.
 
 pub mod acme;
+mod balance;
 pub mod domains;
 mod headers;
 pub mod observe;
@@ -36,7 +37,7 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
@@ -58,6 +59,7 @@ use crate::{
     secrets::SecretBox,
     store::{now_ms, Store},
 };
+use balance::BackendState;
 use headers::{
     body_is_empty, forwarded_headers, is_idempotent, strip_hop_by_hop, upgrade_protocol,
 };
@@ -96,7 +98,7 @@ pub struct Ingress {
     table: RwLock<Arc<RouteTable>>,
     changed: Arc<Notify>,
     client: Client<HttpConnector, ProxyBody>,
-    ejected: Mutex<HashMap<SocketAddr, Instant>>,
+    backends: BackendState,
     limits: Limits,
     secrets: SecretBox,
     certs: Arc<CertStore>,
@@ -139,7 +141,7 @@ impl Ingress {
             table: RwLock::new(Arc::new(RouteTable::default())),
             changed,
             client,
-            ejected: Mutex::new(HashMap::new()),
+            backends: BackendState::default(),
             limits,
             secrets,
             certs: Arc::new(CertStore::default()),
@@ -179,12 +181,29 @@ impl Ingress {
         let deployments = self.store.deployments().all().await?;
         let locations = self.store.locations().all().await?;
         let domains = self.store.domains().verified().await?;
+        #[derive(serde::Deserialize)]
+        struct Routing {
+            #[serde(default)]
+            routing: app::model::RouteSettings,
+        }
+        let settings: HashMap<String, app::model::RouteSettings> = self
+            .store
+            .deployments()
+            .current_specs()
+            .await?
+            .into_iter()
+            .filter_map(|(id, spec)| {
+                let r: Routing = serde_json::from_str(&spec).ok()?;
+                Some((id, r.routing))
+            })
+            .collect();
         let table = RouteTable::build(
             &self.base_domain,
             &projects,
             &deployments,
             &locations,
             &domains,
+            &settings,
         );
         self.stats.retain(|host| table.lookup(host).is_some());
         *self.table.write().expect("route table lock") = Arc::new(table);
@@ -280,26 +299,6 @@ impl Ingress {
         }
     }
 
-    fn is_ejected(&self, backend: SocketAddr) -> bool {
-        let mut ejected = self.ejected.lock().expect("ejected lock");
-        match ejected.get(&backend) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                ejected.remove(&backend);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn eject(&self, backend: SocketAddr) {
-        tracing::warn!(backend = %backend, "instance refused a connection; ejected");
-        self.ejected
-            .lock()
-            .expect("ejected lock")
-            .insert(backend, Instant::now() + EJECT_FOR);
-    }
-
     /// Serves one request, then counts it on its route and writes the access log line.
     async fn handle(
         &self,
@@ -393,14 +392,30 @@ impl Ingress {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.limits.max_body_bytes) {
-            return too_large(self.limits.max_body_bytes);
+        let max_body = route
+            .settings
+            .max_body_bytes
+            .unwrap_or(self.limits.max_body_bytes);
+        let upstream_timeout = route
+            .settings
+            .timeout_secs
+            .map(|s| Duration::from_secs(u64::from(s)))
+            .unwrap_or(self.limits.upstream_timeout);
+        if declared.is_some_and(|n| n > max_body) {
+            return too_large(max_body);
         }
         let retryable = is_idempotent(&parts.method) && body_is_empty(&parts.headers);
         // A body without a declared length is cut off at the limit as it streams.
-        let limited = http_body_util::Limited::new(body, self.limits.max_body_bytes as usize);
+        let limited = http_body_util::Limited::new(body, max_body as usize);
         let mut body = Some(limited.boxed());
-        let backends: Vec<SocketAddr> = route.rotation().filter(|b| !self.is_ejected(*b)).collect();
+        let mut backends: Vec<SocketAddr> = route
+            .rotation()
+            .filter(|b| !self.backends.is_ejected(*b))
+            .collect();
+        if route.settings.balance == app::model::BalanceStrategy::LeastConnections {
+            // Fewest in flight first; the sort is stable, so ties keep the rotation's order.
+            backends.sort_by_key(|b| self.backends.in_flight(*b));
+        }
         if backends.is_empty() {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -416,9 +431,9 @@ impl Ingress {
             let b = body.take().unwrap_or_else(empty);
             let mut upstream = Request::from_parts(parts.clone(), b);
             *upstream.uri_mut() = upstream_uri(backend, &parts.uri);
+            let guard = self.backends.start_request(backend);
             let answer =
-                tokio::time::timeout(self.limits.upstream_timeout, self.client.request(upstream))
-                    .await;
+                tokio::time::timeout(upstream_timeout, self.client.request(upstream)).await;
             let Ok(answer) = answer else {
                 tracing::warn!(backend = %backend, "instance did not answer in time");
                 return page(
@@ -426,7 +441,7 @@ impl Ingress {
                     "Gateway timeout",
                     &format!(
                         "The app at {host} did not answer within {} s.",
-                        self.limits.upstream_timeout.as_secs()
+                        upstream_timeout.as_secs()
                     ),
                 );
             };
@@ -449,10 +464,15 @@ impl Ingress {
                     }
                     let (mut rparts, rbody) = resp.into_parts();
                     strip_hop_by_hop(&mut rparts.headers);
-                    return Response::from_parts(rparts, rbody.map_err(BoxError::from).boxed());
+                    // The request counts as in flight until its body is sent or dropped.
+                    let rbody = rbody.map_err(BoxError::from).map_frame(move |f| {
+                        let _in_flight = &guard;
+                        f
+                    });
+                    return Response::from_parts(rparts, rbody.boxed());
                 }
                 Err(e) if e.is_connect() => {
-                    self.eject(backend);
+                    self.backends.eject(backend);
                     if retryable {
                         continue;
                     }
@@ -460,7 +480,7 @@ impl Ingress {
                 }
                 Err(e) => {
                     if is_length_limit(&e) {
-                        return too_large(self.limits.max_body_bytes);
+                        return too_large(max_body);
                     }
                     tracing::warn!(backend = %backend, error = %e, "upstream request failed");
                     break;

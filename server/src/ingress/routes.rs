@@ -7,6 +7,8 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
+use app::model::RouteSettings;
+
 use crate::store::{DeploymentRecord, DomainRecord, LocationRecord, ProjectRecord};
 
 /// Where requests for one hostname go.
@@ -20,6 +22,8 @@ pub struct Route {
     pub backends: Vec<SocketAddr>,
     /// Plain-HTTP requests are redirected to HTTPS (when a certificate covers the host).
     pub redirect_https: bool,
+    /// The deployment's balancing strategy and limits (from its current release).
+    pub settings: RouteSettings,
     next: AtomicUsize,
 }
 
@@ -51,13 +55,15 @@ pub fn generated_host(deployment: &str, project: &str, base_domain: &str) -> Str
 impl RouteTable {
     /// Builds the table: one route per deployment with a current release, at its generated
     /// hostname and at each of its verified custom `domains`, to the running, healthy
-    /// instances of that release (none while the user has it stopped: a 503, not a 404).
+    /// instances of that release (none while the user has it stopped: a 503, not a 404),
+    /// with the route `settings` of that release (by deployment id; default when absent).
     pub fn build(
         base_domain: &str,
         projects: &[ProjectRecord],
         deployments: &[DeploymentRecord],
         locations: &[LocationRecord],
         domains: &[DomainRecord],
+        settings: &HashMap<String, RouteSettings>,
     ) -> Self {
         let names: HashMap<&str, &str> = projects
             .iter()
@@ -86,6 +92,7 @@ impl RouteTable {
                     Some(SocketAddr::new(ip, port))
                 })
                 .collect();
+            let route_settings = settings.get(&d.id).cloned().unwrap_or_default();
             for domain in domains
                 .iter()
                 .filter(|x| x.deployment_id == d.id && x.status == "verified")
@@ -97,6 +104,7 @@ impl RouteTable {
                         deployment_id: d.id.clone(),
                         backends: backends.clone(),
                         redirect_https: domain.redirect_https,
+                        settings: route_settings.clone(),
                         next: AtomicUsize::new(0),
                     },
                 );
@@ -109,6 +117,7 @@ impl RouteTable {
                     deployment_id: d.id.clone(),
                     backends,
                     redirect_https: false,
+                    settings: route_settings,
                     next: AtomicUsize::new(0),
                 },
             );
@@ -227,8 +236,26 @@ mod tests {
                 domain("d1", "shop.example.com", "verified"),
                 domain("d1", "pending.example.com", "pending"),
             ],
+            &HashMap::from([(
+                "d1".to_owned(),
+                RouteSettings {
+                    balance: app::model::BalanceStrategy::LeastConnections,
+                    timeout_secs: Some(5),
+                    max_body_bytes: None,
+                },
+            )]),
         );
         assert_eq!(table.len(), 3);
+        let settings = &table.lookup("web-shop.apps.example.com").unwrap().settings;
+        assert_eq!(
+            settings.timeout_secs,
+            Some(5),
+            "the release's route settings"
+        );
+        assert_eq!(
+            table.lookup("shop.example.com").unwrap().settings.balance,
+            app::model::BalanceStrategy::LeastConnections
+        );
         let custom = table.lookup("SHOP.example.com").unwrap();
         assert_eq!(
             (custom.deployment_id.as_str(), custom.backends.len()),
@@ -262,6 +289,7 @@ mod tests {
                 instance("d1", "r", "10.0.0.3", "healthy"),
             ],
             &[],
+            &HashMap::new(),
         );
         let route = table.lookup("web-shop.localhost").unwrap();
         let first: Vec<_> = route.rotation().collect();

@@ -154,6 +154,7 @@ mod tests {
             plan_id: PlanId("plan-small".into()),
             restart_policy: RestartPolicy::Always,
             health_check: hc,
+            routing: Default::default(),
         }
     }
 

@@ -246,6 +246,20 @@ impl<'a> Deployments<'a> {
             .collect::<Result<_, _>>()?)
     }
 
+    /// The spec (JSON) of every deployment's current release, by deployment id.
+    pub async fn current_specs(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT r.deployment_id, r.spec FROM releases r \
+             JOIN deployments d ON d.current_release_id = r.id",
+        )
+        .fetch_all(self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("deployment_id")?, r.try_get("spec")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
     /// Sets the derived status and its message.
     pub async fn set_status(&self, id: &str, status: &str, message: &str) -> StoreResult<()> {
         touched(
