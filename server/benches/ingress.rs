@@ -10,6 +10,11 @@
 //!    `scripts/bench-ingress.sh` installs it).
 //! 3. Many hosts: Berth's throughput with 10 and with 10,000 routed hostnames, the requests
 //!    spread over all of them (a wrk Lua script picks the `Host`).
+//! 4. Route churn: 100 routes added, retargeted to another deployment and removed, three
+//!    times, while wrk loads a stable route and an upgraded (WebSocket-like) connection
+//!    echoes every 50 ms: failed requests and dropped or broken echoes are counted.
+//! 5. A new route: from the moment the store shows the new deployment's instance healthy
+//!    (polled every millisecond) to its hostname's first 200 through the ingress.
 //!
 //! Run with `bash scripts/bench-ingress.sh` (installs wrk, nginx, HAProxy and oha, then runs
 //! `cargo bench -p server --bench ingress`). Needs Docker and 2 CPUs.
@@ -21,22 +26,30 @@ mod common;
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
 use common::{deploy::*, *};
+
+#[path = "support/tools.rs"]
+mod tools;
 use serde_json::{json, Value};
+use tools::*;
 
 const BACKEND_IMAGE: &str = "berth-bench/backend:latest";
 const HOST: &str = "web-bench.localhost";
 
+/// Stops a child with SIGTERM when dropped (nginx's master then stops its workers; SIGKILL
+/// would leave them running).
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -84,173 +97,6 @@ fn build_backend(work: &Path) {
         .arg(work));
 }
 
-/// A wrk run: requests per second, p50 and p99 latency (ms), errors (non-2xx + socket).
-#[derive(Debug, Clone, Copy)]
-struct WrkResult {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-}
-
-fn wrk_ms(value: &str) -> f64 {
-    let v = value.trim();
-    let (number, factor) = if let Some(n) = v.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        (v, 1.0)
-    };
-    number.parse::<f64>().unwrap_or(f64::NAN) * factor
-}
-
-/// `wrk` on CPU 0 against `url` with `connections`, sending `Host: host` (or running
-/// `script`), for `seconds`.
-fn wrk(url: &str, host: &str, connections: u32, seconds: u32, script: Option<&Path>) -> WrkResult {
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "0", "wrk", "-t", "1", "--latency"])
-        .args(["-c", &connections.to_string(), "-d", &format!("{seconds}s")])
-        .args(["-H", &format!("Host: {host}")]);
-    if let Some(s) = script {
-        cmd.arg("-s").arg(s);
-    }
-    let out = run(cmd.arg(url));
-    let mut r = WrkResult {
-        rps: 0.0,
-        p50_ms: f64::NAN,
-        p99_ms: f64::NAN,
-        errors: 0,
-    };
-    for line in out.lines() {
-        let t = line.trim();
-        if let Some(v) = t.strip_prefix("Requests/sec:") {
-            r.rps = v.trim().parse().unwrap_or(0.0);
-        } else if let Some(v) = t.strip_prefix("50%") {
-            r.p50_ms = wrk_ms(v);
-        } else if let Some(v) = t.strip_prefix("99%") {
-            r.p99_ms = wrk_ms(v);
-        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
-            r.errors += v.trim().parse::<u64>().unwrap_or(0);
-        } else if let Some(v) = t.strip_prefix("Socket errors:") {
-            r.errors += v
-                .split(',')
-                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
-                .sum::<u64>();
-        }
-    }
-    r
-}
-
-/// Where oha is, if installed (`scripts/bench-ingress.sh` puts it under the cache dir).
-fn oha() -> Option<PathBuf> {
-    let cached = std::env::var("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/berth/oha/bin/oha"))
-        .ok()?;
-    if cached.exists() {
-        return Some(cached);
-    }
-    Command::new("oha")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| PathBuf::from("oha"))
-}
-
-/// p50/p99 (ms) and the success rate at an open-loop rate of `rate` req/s for 10 s.
-fn open_loop(oha: &Path, url: &str, host: &str, rate: u32) -> (f64, f64, f64) {
-    let out = run(Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(oha)
-        .args([
-            "--no-tui",
-            "--output-format",
-            "json",
-            "--latency-correction",
-        ])
-        .args(["-q", &rate.to_string(), "-z", "10s", "-c", "64"])
-        .args(["-H", &format!("Host: {host}")])
-        .arg(url));
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("oha output: {e}: {out}"));
-    let p = |k: &str| v["latencyPercentiles"][k].as_f64().unwrap_or(f64::NAN) * 1000.0;
-    (
-        p("p50"),
-        p("p99"),
-        v["summary"]["successRate"].as_f64().unwrap_or(0.0),
-    )
-}
-
-fn start_nginx(dir: &Path, port: u16, backend: &str) -> KillOnDrop {
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "worker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  upstream app {{ server {backend}; keepalive 128; }}\n\
-               server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
-                   proxy_pass http://app;\n      proxy_http_version 1.1;\n\
-                   proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n\
-                   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-                   proxy_set_header X-Forwarded-Proto $scheme;\n\
-                   proxy_set_header X-Forwarded-Host $host;\n    }}\n  }}\n}}\n",
-            pid = dir.join("nginx.pid").display(),
-            err = dir.join("nginx-error.log").display(),
-        ),
-    )
-    .unwrap();
-    let child = Command::new("taskset")
-        .args(["-c", "1", "nginx", "-e"])
-        .arg(dir.join("nginx-error.log"))
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf)
-        .args(["-g", "daemon off;"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (scripts/bench-ingress.sh installs it)");
-    wait_port(port);
-    KillOnDrop(child)
-}
-
-fn start_haproxy(dir: &Path, port: u16, backend: &str) -> KillOnDrop {
-    let conf = dir.join("haproxy.cfg");
-    std::fs::write(
-        &conf,
-        format!(
-            "global\n  nbthread 1\n  maxconn 4096\n\
-             defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-               option http-keep-alive\n  http-reuse always\n  option forwardfor\n\
-             frontend web\n  bind 127.0.0.1:{port}\n\
-               http-request set-header X-Forwarded-Proto http\n\
-               http-request set-header X-Forwarded-Host %[req.hdr(host)]\n  default_backend app\n\
-             backend app\n  server s1 {backend}\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new("taskset")
-        .args(["-c", "1", "haproxy", "-db", "-f"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("haproxy (scripts/bench-ingress.sh installs it)");
-    wait_port(port);
-    KillOnDrop(child)
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn main() {
     // Berth (this process) runs on CPU 1 only; the load tool and the backend on CPU 0.
     run(Command::new("taskset").args(["-a", "-p", "-c", "1", &std::process::id().to_string()]));
@@ -266,7 +112,7 @@ async fn bench() {
     build_backend(work.path());
     let tdb = fresh_db(Db::Sqlite).await;
     let mut config = test_config(&tdb);
-    config.ingress_access_log = false;
+    config.ingress_access_log = std::env::var_os("BERTH_BENCH_ACCESS_LOG").is_some();
     config.reconcile_interval_secs = 3600;
     let app = TestApp::start(config).await;
     let ingress = app.ingress.unwrap();
@@ -279,7 +125,7 @@ async fn bench() {
         "health_check": {"probe": {"kind": "http", "path": "/"},
             "interval_ms": 1000, "timeout_ms": 500, "retries": 3, "start_period_ms": 0},
     });
-    let (web, job) = create(&b, &project_id, "web", 1, spec).await;
+    let (web, job) = create(&b, &project_id, "web", 1, spec.clone()).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
     let d = detail(&b, &web).await;
     let backend = d["instances"][0]["address"].as_str().unwrap().to_owned();
@@ -290,30 +136,67 @@ async fn bench() {
         run(Command::new("docker").args(["update", "--cpuset-cpus", "0", id]));
     }
     let (nginx_port, haproxy_port) = (free_port(), free_port());
-    let _nginx = start_nginx(work.path(), nginx_port, &backend);
-    let _haproxy = start_haproxy(work.path(), haproxy_port, &backend);
+    let nginx = start_nginx(work.path(), nginx_port, &backend);
+    let haproxy = start_haproxy(work.path(), haproxy_port, &backend);
     let targets: Vec<(&str, String)> = vec![
         ("direct", format!("http://{backend}/")),
         ("berth", format!("http://{ingress}/")),
         ("nginx", format!("http://127.0.0.1:{nginx_port}/")),
         ("haproxy", format!("http://127.0.0.1:{haproxy_port}/")),
     ];
+    // The processes whose CPU time is each proxy's: this one (Berth), nginx's worker,
+    // HAProxy.
+    let nginx_worker = run(Command::new("pgrep").args(["-P", &nginx.0.id().to_string()]));
+    let cpu_pids: Vec<(&str, Vec<u32>)> = vec![
+        ("berth", vec![std::process::id()]),
+        (
+            "nginx",
+            nginx_worker
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .chain([nginx.0.id()])
+                .collect(),
+        ),
+        ("haproxy", vec![haproxy.0.id()]),
+    ];
+    let only = std::env::var("BERTH_BENCH_ONLY").unwrap_or_default();
     // Warm-up: connections, pools, caches.
     for (_, url) in &targets {
         wrk(url, HOST, 10, 2, None);
     }
 
     println!("\n# Throughput (wrk, 10 s, keep-alive; proxies on CPU 1)");
-    println!("| target | conns | req/s | p50 ms | p99 ms | errors |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| target | conns | req/s | p50 ms | p99 ms | errors | proxy CPU µs/request |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for connections in [10, 100] {
         for (name, url) in &targets {
+            let pids = cpu_pids
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            let before = cpu_seconds(&pids);
             let r = wrk(url, HOST, connections, 10, None);
+            let cpu = cpu_seconds(&pids) - before;
+            let per_request = if pids.is_empty() || r.rps == 0.0 {
+                "-".to_owned()
+            } else {
+                format!("{:.1}", cpu / (r.rps * 10.0) * 1e6)
+            };
             println!(
-                "| {name} | {connections} | {:.0} | {:.3} | {:.3} | {} |",
+                "| {name} | {connections} | {:.0} | {:.3} | {:.3} | {} | {per_request} |",
                 r.rps, r.p50_ms, r.p99_ms, r.errors
             );
         }
+    }
+    if only == "throughput" {
+        app.stop().await;
+        return;
+    }
+    if only == "hosts" {
+        many_hosts(&app, &admin, &web, ingress, work.path()).await;
+        app.stop().await;
+        return;
     }
 
     match oha() {
@@ -329,16 +212,36 @@ async fn bench() {
         }
     }
 
-    many_hosts(&app, &web, ingress, work.path()).await;
+    let (other, _) = create(&b, &project_id, "other", 1, spec.clone()).await;
+    churn(&app, &web, &other, ingress).await;
+    new_route(&app, &b, &project_id, &spec, ingress).await;
+    many_hosts(&app, &admin, &web, ingress, work.path()).await;
+    let installation = app.installation.clone();
     app.stop().await;
-    if let Some(id) = container {
-        let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+    // Every container and network of this run.
+    let ids = containers_with(&format!("berth.installation={installation}"));
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v"])
+            .args(&ids)
+            .output();
     }
+    let _ = Command::new("docker")
+        .args(["network", "prune", "-f", "--filter"])
+        .arg(format!("label=berth.installation={installation}"))
+        .output();
+    let _ = container;
 }
 
 /// Throughput over 10 and over 10,000 hostnames routed to the same deployment (verified
 /// custom domains written straight to the store; a wrk script rotates the `Host`).
-async fn many_hosts(app: &TestApp, deployment: &str, ingress: SocketAddr, dir: &Path) {
+async fn many_hosts(
+    app: &TestApp,
+    admin: &Browser,
+    deployment: &str,
+    ingress: SocketAddr,
+    dir: &Path,
+) {
     let project_id = app
         .store
         .deployments()
@@ -354,21 +257,23 @@ async fn many_hosts(app: &TestApp, deployment: &str, ingress: SocketAddr, dir: &
     for count in [10usize, 10_000] {
         while added < count {
             let host = format!("h{added}.bench.example");
-            let d = app
-                .store
-                .domains()
-                .add(&project_id, deployment, &host, "t")
-                .await
-                .unwrap();
-            app.store
-                .domains()
-                .record_check(&d.id, true, "bench", None)
-                .await
-                .unwrap();
+            verified_domain(&app.store, &project_id, deployment, &host).await;
             added += 1;
         }
-        // The route table is rebuilt at least every 2 s.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The route table is rebuilt at least every 2 s: wait until the last host is in it.
+        let last = format!("h{}.bench.example", count - 1);
+        let client = reqwest::Client::new();
+        loop {
+            let r = client
+                .get(format!("http://{ingress}/"))
+                .header("host", &last)
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let script = dir.join(format!("hosts-{count}.lua"));
         std::fs::write(
             &script,
@@ -389,5 +294,188 @@ async fn many_hosts(app: &TestApp, deployment: &str, ingress: SocketAddr, dir: &
             "| {count} | {:.0} | {:.3} | {} |",
             r.rps, r.p99_ms, r.errors
         );
+        // Which statuses the non-2xx were, from the ingress's own counters.
+        let routes = admin
+            .get("/api/v1/ingress/routes")
+            .await
+            .expect_status(reqwest::StatusCode::OK)
+            .await;
+        let mut classes = [0u64; 5];
+        for route in routes.as_array().unwrap() {
+            for (i, n) in route["status_classes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+            {
+                classes[i] += n.as_u64().unwrap();
+            }
+        }
+        eprintln!("status classes over all routes so far: {classes:?}");
     }
+}
+
+/// Adds `host` to `deployment` as a verified custom domain, straight in the store (the DNS
+/// proof is not what is measured); returns its id.
+async fn verified_domain(
+    store: &berth::store::Store,
+    project_id: &str,
+    deployment: &str,
+    host: &str,
+) -> String {
+    let d = store
+        .domains()
+        .add(project_id, deployment, host, "t")
+        .await
+        .unwrap();
+    store
+        .domains()
+        .record_check(&d.id, true, "bench", None)
+        .await
+        .unwrap();
+    d.id
+}
+
+/// Holds an upgraded connection to `host` through the ingress for `for_how_long`, echoing a
+/// line every 50 ms; returns (echoes, failures). Blocking.
+fn echo_through(ingress: SocketAddr, host: &str, for_how_long: Duration) -> (u32, u32) {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(ingress).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    write!(
+        writer,
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+    )
+    .unwrap();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
+    while line.trim() != "" {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    let (mut ok, mut failed) = (0, 0);
+    let end = Instant::now() + for_how_long;
+    let mut n = 0u64;
+    while Instant::now() < end {
+        n += 1;
+        let sent = format!("ping {n}\n");
+        line.clear();
+        let echoed = writer.write_all(sent.as_bytes()).is_ok()
+            && reader.read_line(&mut line).is_ok()
+            && line == sent;
+        if echoed {
+            ok += 1;
+        } else {
+            failed += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (ok, failed)
+}
+
+/// 100 routes added, retargeted and removed three times under load.
+async fn churn(app: &TestApp, web: &str, other: &str, ingress: SocketAddr) {
+    let project_id = app
+        .store
+        .deployments()
+        .by_id(web)
+        .await
+        .unwrap()
+        .unwrap()
+        .project_id;
+    let url = format!("http://{ingress}/");
+    let load = std::thread::spawn(move || wrk(&url, HOST, 50, 12, None));
+    let echo = std::thread::spawn(move || echo_through(ingress, HOST, Duration::from_secs(12)));
+    let domains = app.store.domains();
+    let started = Instant::now();
+    let mut changes = 0;
+    for round in 0..3 {
+        let mut ids = Vec::new();
+        for i in 0..100 {
+            let host = format!("c{round}-{i}.churn.example");
+            ids.push(verified_domain(&app.store, &project_id, web, &host).await);
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Retarget: the same hostnames, now to the other deployment.
+        for (i, id) in ids.iter_mut().enumerate() {
+            domains.delete(id).await.unwrap();
+            let host = format!("c{round}-{i}.churn.example");
+            *id = verified_domain(&app.store, &project_id, other, &host).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for id in &ids {
+            domains.delete(id).await.unwrap();
+        }
+        changes += 300;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took = started.elapsed();
+    let r = load.join().unwrap();
+    let (echoes, broken) = echo.join().unwrap();
+    println!("\n# Route churn under load (wrk 50 connections on a stable route, 12 s)");
+    println!(
+        "{changes} route changes in {:.1} s; wrk: {:.0} req/s, {} failed requests; upgraded connection: {echoes} echoes, {broken} failed",
+        took.as_secs_f64(),
+        r.rps,
+        r.errors
+    );
+}
+
+/// Store shows the instance healthy → first 200 through the ingress, five new deployments.
+async fn new_route(
+    app: &TestApp,
+    b: &Browser,
+    project_id: &str,
+    spec: &Value,
+    ingress: SocketAddr,
+) {
+    let mut spec = spec.clone();
+    spec["health_check"]["interval_ms"] = json!(100);
+    let client = reqwest::Client::new();
+    let mut samples = Vec::new();
+    for i in 0..5 {
+        let name = format!("n{i}");
+        let d = create_raw(b, project_id, &name, 1, spec.clone())
+            .await
+            .expect_status(reqwest::StatusCode::CREATED)
+            .await;
+        let id = d["deployment"]["id"].as_str().unwrap().to_owned();
+        let healthy_at = loop {
+            let locations = app.store.locations().all().await.unwrap();
+            if locations
+                .iter()
+                .any(|l| l.deployment_id == id && l.health == "healthy")
+            {
+                break Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let host = format!("{name}-bench.localhost");
+        loop {
+            let ok = client
+                .get(format!("http://{ingress}/"))
+                .header("host", &host)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ok {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples.push(healthy_at.elapsed());
+    }
+    samples.sort();
+    println!("\n# New route: instance healthy in the store -> first 200 through the ingress");
+    println!(
+        "n=5 min={:.1} ms p50={:.1} ms max={:.1} ms",
+        samples[0].as_secs_f64() * 1000.0,
+        samples[2].as_secs_f64() * 1000.0,
+        samples[4].as_secs_f64() * 1000.0
+    );
 }

@@ -460,5 +460,42 @@ async fn route_settings_apply_per_deployment() {
         .await
         .unwrap();
     assert_ne!(r.status().as_u16(), 413);
+
+    // A request head over 64 KiB: 431 from hyper, and the route keeps serving.
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: lc-shop.localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let answer =
+        tokio::task::spawn_blocking(move || raw(ingress, huge.as_bytes(), Duration::from_secs(5)))
+            .await
+            .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    assert_eq!(get(&client, ingress, "lc-shop.localhost", "/").await.0, 200);
+
+    // An app that accepts and closes without answering: 502, and other routes are fine.
+    let reset = json!({
+        "image": TEST_IMAGE,
+        "http_port": 8080,
+        "plan_id": "plan-small",
+        "command": ["/bin/busybox", "nc", "-ll", "-p", "8080", "-e", "/bin/busybox", "true"],
+    });
+    let (_, job) = create(&owner, &project_id, "reset", 1, reset).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = get(&client, ingress, "reset-shop.localhost", "/").await;
+        if status == 502 {
+            assert!(body.contains("did not answer"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&client, ingress, "lc-shop.localhost", "/").await.0, 200);
     app.stop().await;
 }

@@ -230,7 +230,61 @@ async fn tokens_expire_and_audit_events_come_newest_first(db: Db) {
     assert_eq!(latest, ["third", "second"]);
 }
 
+async fn certificates_keep_the_working_one_through_failures(db: Db) {
+    let (s, _db) = store(db).await;
+    let c = s.certificates();
+    c.ensure("*.localhost", None, "self_signed", 0)
+        .await
+        .unwrap();
+    c.ensure("shop.example", None, "acme", 10).await.unwrap();
+    c.ensure("shop.example", None, "acme", 99).await.unwrap();
+    assert_eq!(c.all().await.unwrap().len(), 2, "ensure is idempotent");
+    let slot = c.by_hostname("shop.example").await.unwrap().unwrap();
+    assert_eq!((slot.next_attempt_at_ms, slot.cert_pem.clone()), (10, None));
+    assert_eq!(c.due(10).await.unwrap().len(), 1, "only ACME slots are due");
+    assert!(c.due(9).await.unwrap().is_empty());
+    let issued = berth::store::Issued {
+        cert_pem: "PEM",
+        key_sealed: "enc:v1:key",
+        not_before_ms: 1,
+        not_after_ms: 1000,
+        renew_at_ms: 700,
+    };
+    c.record_issued(&slot.id, &issued).await.unwrap();
+    c.record_failure(&slot.id, "CA down", 760).await.unwrap();
+    let slot = c.by_hostname("shop.example").await.unwrap().unwrap();
+    assert_eq!(
+        slot.cert_pem.as_deref(),
+        Some("PEM"),
+        "a failure keeps the certificate"
+    );
+    assert_eq!((slot.attempts, slot.last_error.as_str()), (1, "CA down"));
+    assert_eq!(slot.next_attempt_at_ms, 760);
+    // Challenge answers expire; accounts are replaced per directory.
+    let far = berth::store::now_ms() + 60_000;
+    c.put_challenge("tok", "tok.thumb", far).await.unwrap();
+    c.put_challenge("tok", "tok.thumb2", far).await.unwrap();
+    assert_eq!(
+        c.challenge("tok").await.unwrap().as_deref(),
+        Some("tok.thumb2")
+    );
+    c.put_challenge("old", "x", 1).await.unwrap();
+    assert_eq!(c.challenge("old").await.unwrap(), None);
+    c.remove_challenge("tok").await.unwrap();
+    assert_eq!(c.challenge("tok").await.unwrap(), None);
+    c.save_account("https://ca/dir", "enc:v1:a").await.unwrap();
+    c.save_account("https://ca/dir", "enc:v1:b").await.unwrap();
+    assert_eq!(
+        c.account("https://ca/dir").await.unwrap().as_deref(),
+        Some("enc:v1:b")
+    );
+    // ACME slots without a verified domain are pruned; the self-signed one stays.
+    assert_eq!(c.prune_orphans().await.unwrap(), 1);
+    assert_eq!(c.all().await.unwrap().len(), 1);
+}
+
 on_both_databases!(
+    certificates_keep_the_working_one_through_failures,
     users_are_unique_by_email_and_identity,
     projects_keep_unique_names_and_an_owner,
     sessions_load_until_expiry,

@@ -5,8 +5,9 @@
 //!
 //! A fixture, not a web server: it reads request heads up to the blank line, skips a
 //! `Content-Length` body, and answers every request `200 hello\n`, keeping the connection
-//! unless the client sent `Connection: close`. One thread per connection. Listens on
-//! `0.0.0.0:8080`.
+//! unless the client sent `Connection: close`; a request with an `Upgrade` header gets `101`
+//! and its bytes echoed back (a stand-in for a WebSocket). One thread per connection.
+//! Listens on `0.0.0.0:8080`.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -23,6 +24,7 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
     loop {
         let mut length = 0usize;
         let mut close = false;
+        let mut upgrade = None;
         let mut first = true;
         loop {
             line.clear();
@@ -43,8 +45,18 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
                     length = value.parse().unwrap_or(0);
                 } else if name.eq_ignore_ascii_case("connection") {
                     close = value.eq_ignore_ascii_case("close");
+                } else if name.eq_ignore_ascii_case("upgrade") {
+                    upgrade = Some(value.to_owned());
                 }
             }
+        }
+        if let Some(protocol) = upgrade {
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+            );
+            writer.write_all(head.as_bytes())?;
+            std::io::copy(&mut reader, &mut writer)?;
+            return Ok(());
         }
         if length > 0 {
             std::io::copy(&mut (&mut reader).take(length as u64), &mut std::io::sink())?;

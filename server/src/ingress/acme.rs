@@ -153,18 +153,7 @@ impl CertificateManager {
         for slot in due {
             match self.issue(&slot.hostname).await {
                 Ok(g) => {
-                    let key_sealed = self.secrets.seal(&g.key_pem);
-                    certificates
-                        .record_issued(
-                            &slot.id,
-                            &Issued {
-                                cert_pem: &g.cert_pem,
-                                key_sealed: &key_sealed,
-                                not_before_ms: g.not_before_ms,
-                                not_after_ms: g.not_after_ms,
-                                renew_at_ms: renew_at(g.not_before_ms, g.not_after_ms),
-                            },
-                        )
+                    self.store_issued(&slot.id, &g, renew_at(g.not_before_ms, g.not_after_ms))
                         .await?;
                     tracing::info!(hostname = %slot.hostname, not_after_ms = g.not_after_ms, "certificate issued");
                     report.issued.push(slot.hostname.clone());
@@ -190,6 +179,29 @@ impl CertificateManager {
         Ok(report)
     }
 
+    /// Stores a certificate on slot `id`, its key sealed, due for renewal at `renew_at_ms`.
+    async fn store_issued(
+        &self,
+        id: &str,
+        g: &tls::Generated,
+        renew_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let key_sealed = self.secrets.seal(&g.key_pem);
+        self.store
+            .certificates()
+            .record_issued(
+                id,
+                &Issued {
+                    cert_pem: &g.cert_pem,
+                    key_sealed: &key_sealed,
+                    not_before_ms: g.not_before_ms,
+                    not_after_ms: g.not_after_ms,
+                    renew_at_ms,
+                },
+            )
+            .await
+    }
+
     /// Makes sure `*.<base_domain>` has a self-signed certificate with 30 days left.
     async fn ensure_self_signed(&self, now_ms: i64) -> Result<(), StoreError> {
         let hostname = format!("*.{}", self.base_domain);
@@ -205,18 +217,7 @@ impl CertificateManager {
         }
         match tls::self_signed(&self.base_domain, now_ms, SELF_SIGNED_DAYS) {
             Ok(g) => {
-                let key_sealed = self.secrets.seal(&g.key_pem);
-                certificates
-                    .record_issued(
-                        &slot.id,
-                        &Issued {
-                            cert_pem: &g.cert_pem,
-                            key_sealed: &key_sealed,
-                            not_before_ms: g.not_before_ms,
-                            not_after_ms: g.not_after_ms,
-                            renew_at_ms: g.not_after_ms - 30 * DAY_MS,
-                        },
-                    )
+                self.store_issued(&slot.id, &g, g.not_after_ms - 30 * DAY_MS)
                     .await?;
                 self.changed.notify_one();
             }

@@ -105,10 +105,16 @@ impl DomainVerifier {
                 }
                 Err(found) => {
                     let next = now_ms() + backoff(domain.attempts + 1).as_millis() as i64;
-                    self.store
+                    match self
+                        .store
                         .domains()
                         .record_check(&domain.id, false, &found, Some(next))
-                        .await?;
+                        .await
+                    {
+                        // Verified or removed meanwhile: nothing to record.
+                        Ok(()) | Err(StoreError::NotFound) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }

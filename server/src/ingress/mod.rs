@@ -307,8 +307,9 @@ impl Ingress {
         https: bool,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        let request_line = self
+            .access_log
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
         let mut trace = Trace::default();
         let resp = self.route_request(req, peer, https, &mut trace).await;
         let latency = start.elapsed();
@@ -316,7 +317,7 @@ impl Ingress {
         if let Some(route) = &trace.route {
             self.stats.record(route, status, latency);
         }
-        if self.access_log {
+        if let Some((method, path)) = request_line {
             access_log(&AccessEntry {
                 client: peer,
                 method: method.as_str(),
@@ -360,7 +361,7 @@ impl Ingress {
         };
         trace.host = Some(host.clone());
         let table = self.table();
-        let Some(route) = table.lookup(&host) else {
+        let Some(route) = table.lookup_normalized(&host) else {
             return page(
                 StatusCode::NOT_FOUND,
                 "Nothing here",
@@ -425,12 +426,25 @@ impl Ingress {
                 ),
             );
         }
-        for backend in backends {
+        let attempts = if retryable { backends.len() } else { 1 };
+        let mut parts = Some(parts);
+        for (attempt, backend) in backends.into_iter().take(attempts).enumerate() {
             // A retry only happens when the body was empty: an empty one is as good.
             trace.upstream = Some(backend);
             let b = body.take().unwrap_or_else(empty);
-            let mut upstream = Request::from_parts(parts.clone(), b);
-            *upstream.uri_mut() = upstream_uri(backend, &parts.uri);
+            let uri = parts
+                .as_ref()
+                .map(|p| upstream_uri(backend, &p.uri))
+                .unwrap_or_default();
+            // The head is cloned only when another attempt may follow.
+            let head = if attempt + 1 == attempts {
+                parts.take()
+            } else {
+                parts.clone()
+            };
+            let Some(head) = head else { break };
+            let mut upstream = Request::from_parts(head, b);
+            *upstream.uri_mut() = uri;
             let guard = self.backends.start_request(backend);
             let answer =
                 tokio::time::timeout(upstream_timeout, self.client.request(upstream)).await;

@@ -130,6 +130,11 @@ impl RouteTable {
         self.by_host.get(&normalize_host(host)?)
     }
 
+    /// The route for a hostname already passed through [`normalize_host`].
+    pub fn lookup_normalized(&self, host: &str) -> Option<&Route> {
+        self.by_host.get(host)
+    }
+
     /// How many hostnames are routed.
     pub fn len(&self) -> usize {
         self.by_host.len()

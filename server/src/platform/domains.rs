@@ -234,11 +234,11 @@ impl DeploymentsService {
     ) -> Result<DomainView, ApiError> {
         let (domain, d) = self.visible_domain(ctx, id).await?;
         if domain.status != "verified" {
-            self.store
-                .domains()
-                .check_now(&domain.id)
-                .await
-                .map_err(internal("schedule domain check"))?;
+            match self.store.domains().check_now(&domain.id).await {
+                // Verified (or removed) since it was read: the reload below tells which.
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(internal("schedule domain check")(e)),
+            }
         }
         let domain = self
             .store

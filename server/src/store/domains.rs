@@ -141,6 +141,9 @@ impl<'a> Domains<'a> {
     }
 
     /// Records a check: `verified` or still pending with the next check at `next_check_at_ms`.
+    /// A failed check never demotes a domain that was verified meanwhile (by another
+    /// scheduler, or a check that finished first): that write touches nothing and is
+    /// `NotFound`, as for a domain removed meanwhile.
     pub async fn record_check(
         &self,
         id: &str,
@@ -154,7 +157,7 @@ impl<'a> Domains<'a> {
                 "UPDATE domains SET status = $1, last_result = $2, last_check_at_ms = $3, \
                  next_check_at_ms = $4, attempts = attempts + 1, \
                  verified_at_ms = CASE WHEN $1 = 'verified' THEN $3 ELSE verified_at_ms END \
-                 WHERE id = $5",
+                 WHERE id = $5 AND (status = 'pending' OR $1 = 'verified')",
             )
             .bind(if verified { "verified" } else { "pending" })
             .bind(result)
