@@ -239,6 +239,9 @@ async fn certificates_keep_the_working_one_through_failures(db: Db) {
     c.ensure("shop.example", None, "acme", 10).await.unwrap();
     c.ensure("shop.example", None, "acme", 99).await.unwrap();
     assert_eq!(c.all().await.unwrap().len(), 2, "ensure is idempotent");
+    let mut names = c.hostnames().await.unwrap();
+    names.sort();
+    assert_eq!(names, ["*.localhost", "shop.example"]);
     let slot = c.by_hostname("shop.example").await.unwrap().unwrap();
     assert_eq!((slot.next_attempt_at_ms, slot.cert_pem.clone()), (10, None));
     assert_eq!(c.due(10).await.unwrap().len(), 1, "only ACME slots are due");

@@ -140,10 +140,16 @@ impl CertificateManager {
         let certificates = self.store.certificates();
         certificates.prune_orphans().await?;
         if self.settings.directory_url.is_some() {
+            // Only domains without a slot are written: a pass over an unchanged installation
+            // reads, it does not write.
+            let slots: std::collections::HashSet<String> =
+                certificates.hostnames().await?.into_iter().collect();
             for d in self.store.domains().verified().await? {
-                certificates
-                    .ensure(&d.hostname, Some(&d.id), "acme", now_ms)
-                    .await?;
+                if !slots.contains(&d.hostname) {
+                    certificates
+                        .ensure(&d.hostname, Some(&d.id), "acme", now_ms)
+                        .await?;
+                }
             }
         }
         let due = match self.settings.directory_url {

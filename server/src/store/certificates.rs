@@ -112,6 +112,17 @@ impl<'a> Certificates<'a> {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
+    /// The hostnames that have a slot.
+    pub async fn hostnames(&self) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query("SELECT hostname FROM certificates")
+            .fetch_all(self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("hostname"))
+            .collect::<Result<_, _>>()?)
+    }
+
     /// ACME slots whose next attempt is due at `now_ms`.
     pub async fn due(&self, now_ms: i64) -> StoreResult<Vec<CertificateRecord>> {
         let rows = sqlx::query(&format!(
