@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{deploy::*, *};
+use common::{deploy::*, dns::free_port, *};
 
 #[path = "support/tools.rs"]
 mod tools;
@@ -52,14 +52,6 @@ impl Drop for KillOnDrop {
             .status();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn run(cmd: &mut Command) -> String {

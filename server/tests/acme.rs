@@ -231,32 +231,71 @@ async fn verified_domain(
     id
 }
 
+/// What every ACME test runs against: the DNS server, pebble's TLS files and ports, and a
+/// fresh database. Pebble itself starts once Berth's ingress ports are known.
+struct Lab {
+    dir: tempfile::TempDir,
+    ca: std::path::PathBuf,
+    dns_port: u16,
+    dns_management: u16,
+    acme_port: u16,
+    acme_management: u16,
+    _dns: KillOnDrop,
+    db: TestDb,
+}
+
+impl Lab {
+    async fn new() -> Lab {
+        ensure_test_image();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = pebble_tls(dir.path());
+        let (dns_port, dns_management) = (free_port(), free_port());
+        let dns = start_dns(dns_port, dns_management);
+        Lab {
+            ca,
+            dir,
+            dns_port,
+            dns_management,
+            acme_port: free_port(),
+            acme_management: free_port(),
+            _dns: dns,
+            db: fresh_db(Db::Sqlite).await,
+        }
+    }
+
+    /// Berth's configuration: this DNS server, pebble as the CA.
+    fn config(&self) -> berth::config::Config {
+        let mut config = test_config(&self.db);
+        config.dns_resolver = Some(SocketAddr::from(([127, 0, 0, 1], self.dns_port)));
+        config.acme_directory_url = format!("https://127.0.0.1:{}/dir", self.acme_port);
+        config.acme_ca_roots = Some(self.ca.clone());
+        config
+    }
+
+    /// Starts pebble, validating on `app`'s ingress ports.
+    fn pebble(&self, app: &TestApp, nosleep: bool) -> KillOnDrop {
+        start_pebble(
+            self.dir.path(),
+            self.acme_port,
+            self.acme_management,
+            app.ingress.unwrap(),
+            app.ingress_https.unwrap(),
+            self.dns_port,
+            nosleep,
+        )
+    }
+}
+
 async fn certificates_from_a_real_ca(challenge: ChallengeKind, nosleep: bool) {
-    ensure_test_image();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = pebble_tls(dir.path());
-    let (dns_port, dns_management) = (free_port(), free_port());
-    let _dns = start_dns(dns_port, dns_management);
-    let (acme_port, acme_management) = (free_port(), free_port());
-    let db = fresh_db(Db::Sqlite).await;
-    let mut config = test_config(&db);
-    config.dns_resolver = Some(SocketAddr::from(([127, 0, 0, 1], dns_port)));
-    config.acme_directory_url = format!("https://127.0.0.1:{acme_port}/dir");
-    config.acme_ca_roots = Some(ca.clone());
+    let lab = Lab::new().await;
+    let mut config = lab.config();
     config.acme_contact = vec!["mailto:ops@shop.example".into()];
     config.acme_challenge = challenge;
     let app = TestApp::start(config).await;
     let (ingress, ingress_https) = (app.ingress.unwrap(), app.ingress_https.unwrap());
-    let pebble = start_pebble(
-        dir.path(),
-        acme_port,
-        acme_management,
-        ingress,
-        ingress_https,
-        dns_port,
-        nosleep,
-    );
-    let root = pebble_root(acme_management, &ca).await;
+    let pebble = lab.pebble(&app, nosleep);
+    let dns_management = lab.dns_management;
+    let root = pebble_root(lab.acme_management, &lab.ca).await;
     let manager = app.certificates.clone().unwrap();
 
     let admin = app.admin_client().await;
@@ -454,30 +493,14 @@ async fn tls_alpn_01_without_validation_delay() {
 /// the domain; the running app is unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_domain_fails_with_the_cas_reason() {
-    ensure_test_image();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = pebble_tls(dir.path());
-    let (dns_port, dns_management) = (free_port(), free_port());
-    let _dns = start_dns(dns_port, dns_management);
-    let (acme_port, acme_management) = (free_port(), free_port());
-    let db = fresh_db(Db::Sqlite).await;
-    let mut config = test_config(&db);
-    config.dns_resolver = Some(SocketAddr::from(([127, 0, 0, 1], dns_port)));
-    config.acme_directory_url = format!("https://127.0.0.1:{acme_port}/dir");
-    config.acme_ca_roots = Some(ca.clone());
+    let lab = Lab::new().await;
+    let mut config = lab.config();
     // Berth's address, as far as DNS checks go: loopback, but nothing of Berth listens there.
     config.ingress_public_ips = vec!["127.0.0.2".parse().unwrap()];
     let app = TestApp::start(config).await;
-    let (ingress, ingress_https) = (app.ingress.unwrap(), app.ingress_https.unwrap());
-    let _pebble = start_pebble(
-        dir.path(),
-        acme_port,
-        acme_management,
-        ingress,
-        ingress_https,
-        dns_port,
-        true,
-    );
+    let ingress = app.ingress.unwrap();
+    let _pebble = lab.pebble(&app, true);
+    let dns_management = lab.dns_management;
     let admin = app.admin_client().await;
     let (owner, project_id) = project(&app, &admin, "owner@example.com", "shop").await;
     let (web, _) = create(&owner, &project_id, "web", 1, greeting_spec("release one")).await;
