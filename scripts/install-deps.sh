@@ -15,8 +15,9 @@ packages=(gcc pkg-config busybox-static openssh-client)
 if [[ $want_test -eq 1 ]]; then
   # openssl + nginx (stream module): a TLS-guarded Docker endpoint for the remote-node tests;
   # openssh-server: an sshd for ssh:// nodes (the tests start both on loopback, never as services);
-  # pebble: its pebble-challtestsrv is the DNS server of the custom-domain tests.
-  packages+=(postgresql chromium chromium-driver python3-venv curl openssl nginx libnginx-mod-stream openssh-server pebble)
+  # pebble: its pebble-challtestsrv is the DNS server of the custom-domain tests;
+  # bind9 (+ bind9-dnsutils for nsupdate): the RFC 2136 server of the DNS-01 test.
+  packages+=(postgresql chromium chromium-driver python3-venv curl openssl nginx libnginx-mod-stream openssh-server pebble bind9 bind9-dnsutils)
 fi
 missing=()
 for p in "${packages[@]}"; do

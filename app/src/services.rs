@@ -283,6 +283,28 @@ pub trait DeploymentService: Send + Sync {
         id: &DomainId,
         update: UpdateDomain,
     ) -> Result<DomainView, ApiError>;
+    /// The path routes a deployment serves, by hostname and prefix.
+    async fn list_path_routes(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+    ) -> Result<Vec<PathRouteView>, ApiError>;
+    /// Serves the deployment under a path of a custom domain of its project. 400
+    /// `invalid_path_prefix`, 404 `domain_not_found` (no such domain in the project), 409
+    /// `path_taken` (the domain already routes this prefix).
+    async fn add_path_route(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+        route: AddPathRoute,
+    ) -> Result<PathRouteView, ApiError>;
+    /// Removes a path route; the domain's own deployment serves the path again. 404
+    /// `path_route_not_found`.
+    async fn remove_path_route(
+        &self,
+        ctx: &RequestContext,
+        id: &PathRouteId,
+    ) -> Result<(), ApiError>;
 }
 
 /// The handles `server` provides to server functions (Leptos context) and REST handlers.

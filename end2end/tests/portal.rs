@@ -3,8 +3,10 @@
 //! switch the theme, and see a field error; then deploy the local demo image, see it healthy
 //! with its node and container id, `docker kill` it and watch Berth bring it back, follow
 //! its logs live, redeploy a broken image while the old release keeps running, and open the
-//! app at its generated hostname. Saves
-//! `target/e2e-projects.png`, `target/e2e-deployment.png` and `target/e2e-app.png`.
+//! app at its generated hostname; then add a custom domain, see it verified and served over
+//! HTTPS with a certificate from a local ACME CA (pebble). Saves `target/e2e-projects.png`,
+//! `target/e2e-deployment.png`, `target/e2e-app.png`, `target/e2e-domain.png` and
+//! `target/e2e-https.png`.
 //!
 //! Needs `BERTH_BIN` (the built binary) and `BERTH_SITE_ROOT` (with `pkg/`), as
 //! scripts/test.sh sets them, plus `chromedriver` and `chromium` on PATH.
@@ -16,6 +18,8 @@ use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+mod acme_lab;
 
 use fantoccini::{error::CmdError, Client, ClientBuilder, Locator};
 use serde_json::json;
@@ -100,17 +104,23 @@ fn start_chromedriver() -> (Guard, u16) {
     (Guard(child), port)
 }
 
-async fn connect(driver_port: u16, profile: &std::path::Path) -> Client {
+async fn connect(driver_port: u16, profile: &std::path::Path, extra_args: &[String]) -> Client {
+    let mut args = vec![
+        "--headless".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-dev-shm-usage".into(),
+        "--window-size=1280,900".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    args.extend_from_slice(extra_args);
     let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({"args": [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--window-size=1280,900",
-            format!("--user-data-dir={}", profile.display()),
-        ]}),
-    );
+    caps.insert("goog:chromeOptions".into(), json!({ "args": args }));
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{driver_port}"))
@@ -410,13 +420,16 @@ async fn a_new_admin_signs_in_and_creates_a_project() {
     // Containers this Berth creates carry berth.test=e2e, removed at the end.
     let config = data.path().join("berth.toml");
     std::fs::write(&config, "[docker_labels]\n\"berth.test\" = \"e2e\"\n").unwrap();
-    let (berth, url, password) = start_berth(
-        data.path(),
-        &[("BERTH_CONFIG", config.display().to_string())],
-    );
+    let lab = acme_lab::AcmeLab::start();
+    let mut env = lab.berth_env();
+    env.push(("BERTH_CONFIG", config.display().to_string()));
+    let (berth, url, password) = start_berth(data.path(), &env);
     let (_driver, driver_port) = start_chromedriver();
-    let client = connect(driver_port, profile.path()).await;
-    let result = first_visit(&client, &url, &password).await;
+    let client = connect(driver_port, profile.path(), &lab.chromium_args()).await;
+    let mut result = first_visit(&client, &url, &password).await;
+    if result.is_ok() {
+        result = acme_lab::custom_domain_over_https(&client, &lab).await;
+    }
     // Close the browser before failing so that no Chromium is left running.
     let _ = client.close().await;
     drop(berth);
@@ -510,7 +523,7 @@ async fn a_customer_signs_in_with_sso() {
         ],
     );
     let (_driver, driver_port) = start_chromedriver();
-    let client = connect(driver_port, profile.path()).await;
+    let client = connect(driver_port, profile.path(), &[]).await;
     let result = sso_visit(&client, &url).await;
     let _ = client.close().await;
     result.unwrap();

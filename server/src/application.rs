@@ -148,7 +148,12 @@ impl Application {
                     workers.waker(),
                 )
                 .with_app_urls(app_urls)
-                .with_domain_settings(&config.base_domain, config.ingress_public_ips.clone()),
+                .with_domain_settings(
+                    &config.base_domain,
+                    config.ingress_public_ips.clone(),
+                    config.acme_dns_update.is_some()
+                        && !config.acme_directory_url.trim().is_empty(),
+                ),
             ),
         };
 
@@ -230,6 +235,12 @@ impl Application {
                     contact: config.acme_contact.clone(),
                     ca_roots: config.acme_ca_roots.clone(),
                     challenge: config.acme_challenge,
+                    dns_update: config
+                        .acme_dns_update
+                        .as_ref()
+                        .map(crate::ingress::dns_update::DnsUpdater::new)
+                        .transpose()
+                        .map_err(|(field, e)| anyhow::anyhow!("acme_dns_update.{field}: {e}"))?,
                 },
                 certs.unwrap_or_default(),
                 orchestrator.routes_changed.clone(),

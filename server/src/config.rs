@@ -167,8 +167,12 @@ pub struct Config {
     pub acme_ca_roots: Option<PathBuf>,
     /// `http-01` (the ingress's HTTP listener must be the domain's port 80) or `tls-alpn-01`
     /// (its HTTPS listener must be port 443, in the same process as the scheduler).
-    /// Default `http-01`.
+    /// `dns-01` needs `acme_dns_update`. Default `http-01`.
     pub acme_challenge: crate::ingress::acme::ChallengeKind,
+    /// An RFC 2136 dynamic-update server and TSIG key for DNS-01 answers
+    /// (`[acme_dns_update]` with `server`, `key_name`, `key_algorithm`, `key_secret`).
+    /// Wildcard custom domains are accepted only when it is set. Default: none.
+    pub acme_dns_update: Option<crate::ingress::dns_update::DnsUpdateConfig>,
 }
 
 /// An address, or `None` for an empty string.
@@ -220,6 +224,7 @@ impl Default for Config {
             acme_contact: Vec::new(),
             acme_ca_roots: None,
             acme_challenge: crate::ingress::acme::ChallengeKind::Http01,
+            acme_dns_update: None,
         }
     }
 }
@@ -371,6 +376,21 @@ impl Config {
                 message: format!("'{acme}' must be an https:// URL (or empty for no ACME)"),
             });
         }
+        if let Some(update) = &self.acme_dns_update {
+            update
+                .validate()
+                .map_err(|(field, message)| ConfigError::Key {
+                    key: format!("acme_dns_update.{field}"),
+                    message,
+                })?;
+        } else if self.acme_challenge == crate::ingress::acme::ChallengeKind::Dns01 {
+            return Err(ConfigError::Key {
+                key: "acme_challenge".into(),
+                message: "dns-01 needs an RFC 2136 update server: set acme_dns_update \
+                          (server, key_name, key_secret), or use http-01 or tls-alpn-01"
+                    .into(),
+            });
+        }
         if self.database_max_connections == 0 {
             return Err(ConfigError::Key {
                 key: "database_max_connections".into(),
@@ -436,6 +456,9 @@ impl Config {
     }
 }
 
+/// Top-level keys that have no default value.
+const OPTIONAL_KEYS: [&str; 3] = ["oidc", "secret_key", "acme_dns_update"];
+
 /// Top-level keys given (in the file or the environment) that `Config` does not have.
 fn unknown_keys(figment: &Figment) -> Vec<String> {
     let Ok(figment::value::Value::Dict(_, known)) =
@@ -448,7 +471,8 @@ fn unknown_keys(figment: &Figment) -> Vec<String> {
     };
     given
         .keys()
-        .filter(|k| !known.contains_key(*k) && *k != "oidc" && *k != "secret_key")
+        // Optional sections and keys without a default are absent from the defaults.
+        .filter(|k| !known.contains_key(*k) && !OPTIONAL_KEYS.contains(&k.as_str()))
         .cloned()
         .collect()
 }
@@ -488,6 +512,41 @@ mod tests {
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.roles, vec![Role::Api, Role::Scheduler]);
         assert_eq!(c.oidc.unwrap().client_id, "berth");
+    }
+
+    #[test]
+    fn dns_update_is_checked_and_needed_for_dns_01() {
+        let secret = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0zMi1ieXRlcw==";
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("BERTH_ACME_CHALLENGE", "dns-01"),
+                ("BERTH_ACME_DNS_UPDATE__SERVER", "127.0.0.1:5353"),
+                ("BERTH_ACME_DNS_UPDATE__KEY_NAME", "berth-acme"),
+                ("BERTH_ACME_DNS_UPDATE__KEY_SECRET", secret),
+            ]),
+        )
+        .unwrap();
+        let update = c.acme_dns_update.unwrap();
+        assert_eq!(update.server.port(), 5353);
+        assert_eq!(update.key_algorithm, "hmac-sha256");
+
+        let e = Config::load_from(None, env(&[("BERTH_ACME_CHALLENGE", "dns-01")])).unwrap_err();
+        assert!(e.to_string().contains("acme_challenge"), "{e}");
+        let e = Config::load_from(
+            None,
+            env(&[
+                ("BERTH_ACME_DNS_UPDATE__SERVER", "127.0.0.1:5353"),
+                ("BERTH_ACME_DNS_UPDATE__KEY_NAME", "berth-acme"),
+                ("BERTH_ACME_DNS_UPDATE__KEY_SECRET", secret),
+                ("BERTH_ACME_DNS_UPDATE__KEY_ALGORITHM", "hmac-md5"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("acme_dns_update.key_algorithm"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -16,8 +16,12 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 async fn through_ingress(ingress: SocketAddr, host: &str) -> (u16, String) {
+    get_path(ingress, host, "/").await
+}
+
+async fn get_path(ingress: SocketAddr, host: &str, path: &str) -> (u16, String) {
     let r = reqwest::Client::new()
-        .get(format!("http://{ingress}/"))
+        .get(format!("http://{ingress}{path}"))
         .header("host", host)
         .send()
         .await
@@ -188,6 +192,8 @@ async fn a_custom_domain_is_routed_once_dns_proves_control() {
         .await;
     assert_eq!(e["field"], "hostname");
 
+    path_routes(&app, &owner, &other, &project_id, &rival_web).await;
+
     // Removed: no longer routed; the rival may now claim it (and would have to prove it).
     owner
         .delete(&format!("/api/v1/domains/{id}"))
@@ -213,4 +219,120 @@ async fn a_custom_domain_is_routed_once_dns_proves_control() {
         "a new token"
     );
     app.stop().await;
+}
+
+/// Path routes on the verified `www.shop.example` (served by `web`): `/api` goes to another
+/// deployment of the project, the rest stays with `web`.
+async fn path_routes(
+    app: &TestApp,
+    owner: &Browser,
+    other: &Browser,
+    project_id: &str,
+    rival_web: &str,
+) {
+    let ingress = app.ingress.unwrap();
+    let mut spec = greeting_spec("the api");
+    // The project's `data` volume belongs to `web`.
+    spec["volumes"] = json!([]);
+    let (api, job) = create(owner, project_id, "api", 1, spec).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let paths = format!("/api/v1/deployments/{api}/paths");
+    let route = owner
+        .post_json(
+            &paths,
+            &json!({"hostname": "www.shop.example", "path_prefix": "/api/", "strip_prefix": true}),
+        )
+        .await
+        .expect_status(StatusCode::CREATED)
+        .await;
+    assert_eq!(route["path_prefix"], "/api");
+    assert_eq!(route["routed"], true);
+    let route_id = route["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // Stripped: the app gets `/`, its index.
+        let (status, body) = get_path(ingress, "www.shop.example", "/api").await;
+        if status == 200 && body.trim() == "the api" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never routed: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        get_path(ingress, "www.shop.example", "/api/")
+            .await
+            .1
+            .trim(),
+        "the api"
+    );
+    assert_eq!(
+        through_ingress(ingress, "www.shop.example").await.1.trim(),
+        "release one"
+    );
+    let (_, body) = get_path(ingress, "www.shop.example", "/apis").await;
+    assert!(!body.contains("the api"), "/apis is not under /api: {body}");
+
+    // Bad input, each with the reason; another project can neither use nor see the route.
+    for (body, status, code) in [
+        (
+            json!({"hostname": "www.shop.example", "path_prefix": "/a/../b"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_path_prefix",
+        ),
+        (
+            json!({"hostname": "www.shop.example", "path_prefix": "/"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_path_prefix",
+        ),
+        (
+            json!({"hostname": "www.shop.example", "path_prefix": "/api"}),
+            StatusCode::CONFLICT,
+            "path_taken",
+        ),
+        (
+            json!({"hostname": "nowhere.example", "path_prefix": "/x"}),
+            StatusCode::NOT_FOUND,
+            "domain_not_found",
+        ),
+    ] {
+        owner
+            .post_json(&paths, &body)
+            .await
+            .expect_error(status, code)
+            .await;
+    }
+    other
+        .post_json(
+            &format!("/api/v1/deployments/{rival_web}/paths"),
+            &json!({"hostname": "www.shop.example", "path_prefix": "/steal"}),
+        )
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "domain_not_found")
+        .await;
+    other
+        .delete(&format!("/api/v1/paths/{route_id}"))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "path_route_not_found")
+        .await;
+
+    // The portal lists it on the deployment's page.
+    let (_, _, page) = owner.html(&format!("/deployments/{api}")).await;
+    let card = page.split("id=\"path-routes\"").nth(1).unwrap_or_default();
+    assert!(card.contains("www.shop.example/api"), "{page}");
+
+    // Removed: the domain's own deployment serves /api again.
+    owner
+        .delete(&format!("/api/v1/paths/{route_id}"))
+        .await
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get_path(ingress, "www.shop.example", "/api")
+        .await
+        .1
+        .contains("the api")
+    {
+        assert!(Instant::now() < deadline, "still routed after removal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

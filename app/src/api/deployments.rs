@@ -262,3 +262,50 @@ pub async fn set_domain_redirect(
         .await
         .map_err(super::tag(&ctx))
 }
+
+/// The path routes a deployment serves.
+#[server(prefix = "/rpc", endpoint = "list_path_routes")]
+pub async fn list_path_routes(id: String) -> Result<Vec<PathRouteView>, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .deployments
+        .list_path_routes(&ctx, &DeploymentId(id))
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Serves a deployment under a path of a project domain (the form's `hostname`,
+/// `path_prefix` and the `strip_prefix` checkbox, present when ticked).
+#[server(prefix = "/rpc", endpoint = "add_path_route")]
+pub async fn attach_path_route(
+    id: String,
+    hostname: String,
+    path_prefix: String,
+    strip_prefix: Option<String>,
+) -> Result<PathRouteView, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .deployments
+        .add_path_route(
+            &ctx,
+            &DeploymentId(id),
+            crate::model::AddPathRoute {
+                hostname,
+                path_prefix,
+                strip_prefix: strip_prefix.is_some(),
+            },
+        )
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Removes a path route.
+#[server(prefix = "/rpc", endpoint = "remove_path_route")]
+pub async fn remove_path_route(route_id: String) -> Result<(), ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .deployments
+        .remove_path_route(&ctx, &PathRouteId(route_id))
+        .await
+        .map_err(super::tag(&ctx))
+}

@@ -10,14 +10,33 @@ id_type!(
     DomainId
 );
 
+id_type!(
+    /// A path route's id: a UUIDv7 string.
+    PathRouteId
+);
+
 /// The label of the TXT record that proves control of a domain: `_berth-challenge.<domain>`.
 pub const CHALLENGE_LABEL: &str = "_berth-challenge";
+
+/// For a wildcard domain `*.example.com`, the name whose address records are checked: a
+/// name the wildcard covers, `berth-wildcard-check.example.com`.
+pub const WILDCARD_PROBE_LABEL: &str = "berth-wildcard-check";
+
+/// The TXT record that proves control of `hostname`: `_berth-challenge.<hostname>`, and for
+/// a wildcard `*.example.com` the record of the name it sits under,
+/// `_berth-challenge.example.com`.
+pub fn proof_record(hostname: &str) -> String {
+    let owner = hostname.strip_prefix("*.").unwrap_or(hostname);
+    format!("{CHALLENGE_LABEL}.{owner}")
+}
 
 /// A domain to add to a deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct AddDomain {
-    /// A fully qualified hostname such as `shop.example.com` (no scheme, port or trailing dot).
+    /// A fully qualified hostname such as `shop.example.com` (no scheme, port or trailing dot),
+    /// or a wildcard such as `*.shop.example.com` (one label; needs the installation's DNS-01
+    /// set-up).
     pub hostname: String,
 }
 
@@ -112,15 +131,100 @@ pub struct UpdateDomain {
     pub redirect_https: bool,
 }
 
+/// Serve a deployment under a path of one of its project's custom domains, e.g. `/api` of
+/// `shop.example.com`. The longest matching prefix wins; the rest of the domain stays with
+/// the domain's own deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AddPathRoute {
+    /// A custom domain of the same project (any deployment's), e.g. `shop.example.com`.
+    pub hostname: String,
+    /// `/` followed by path segments, e.g. `/api` or `/docs/v2` (no trailing `/`, no query).
+    /// A request matches when its path is the prefix or continues with `/`.
+    pub path_prefix: String,
+    /// Send the app the path without the prefix (`/api/users` arrives as `/users`, with
+    /// `X-Forwarded-Prefix: /api`). Default `false`.
+    #[serde(default)]
+    pub strip_prefix: bool,
+}
+
+/// A path route as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct PathRouteView {
+    pub id: PathRouteId,
+    pub deployment_id: DeploymentId,
+    pub domain_id: DomainId,
+    pub hostname: String,
+    pub path_prefix: String,
+    pub strip_prefix: bool,
+    /// Whether the domain is verified (only then is the path routed).
+    pub routed: bool,
+}
+
+/// Checks a path prefix: `/` then segments of URL path characters (RFC 3986 `pchar` without
+/// percent-encoding: letters, digits, `-._~!$&'()*+,;=:@`), no empty, `.` or `..` segment,
+/// 200 characters at most. A trailing `/` is dropped; `/` alone is refused (it is the
+/// domain's own deployment).
+///
+/// # Errors
+/// 400 `invalid_path_prefix` on field `path_prefix`, saying what is accepted.
+pub fn validate_path_prefix(prefix: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| {
+        ApiError::invalid_field(
+            "path_prefix",
+            "invalid_path_prefix",
+            format!("{why} Use a path such as /api or /docs/v2: '/' then segments of letters, digits and -._~ (no query, no '..')."),
+        )
+    };
+    let p = prefix.trim();
+    if !p.starts_with('/') {
+        return Err(bad("The path must start with '/'."));
+    }
+    let p = p.strip_suffix('/').unwrap_or(p);
+    if p.is_empty() {
+        return Err(bad(
+            "'/' is the domain itself, served by its own deployment.",
+        ));
+    }
+    if p.len() > 200 {
+        return Err(bad("The path is longer than 200 characters."));
+    }
+    for segment in p[1..].split('/') {
+        let ok = !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(c));
+        if !ok {
+            return Err(bad(&format!(
+                "'{segment}' is not an accepted path segment."
+            )));
+        }
+    }
+    Ok(p.to_owned())
+}
+
 /// Checks a custom domain and returns it lower-cased: a DNS name (RFC 1035 §2.3.4: labels of
 /// 1–63 letters, digits and `-`, not starting or ending with `-`; 253 characters at most) of
 /// at least two labels, not an IP address, not under `base_domain` (those names are Berth's).
+/// With `wildcards`, `*.` followed by such a name is accepted too (a wildcard certificate
+/// needs DNS-01: the installation must have an RFC 2136 update server).
 ///
 /// # Errors
 /// 400 `invalid_domain` on field `hostname`, saying what is wrong and what is accepted;
-/// `wildcard_needs_dns01` for `*.` names.
-pub fn validate_domain(hostname: &str, base_domain: &str) -> Result<String, ApiError> {
-    let name = hostname.trim().trim_end_matches('.').to_ascii_lowercase();
+/// `wildcard_needs_dns01` for `*.` names without `wildcards`.
+pub fn validate_domain(
+    hostname: &str,
+    base_domain: &str,
+    wildcards: bool,
+) -> Result<String, ApiError> {
+    let full = hostname.trim().trim_end_matches('.').to_ascii_lowercase();
+    let (prefix, name) = match full.strip_prefix("*.") {
+        Some(rest) if wildcards => ("*.", rest.to_owned()),
+        _ => ("", full.clone()),
+    };
     let bad = |why: String| {
         ApiError::invalid_field(
             "hostname",
@@ -128,11 +232,11 @@ pub fn validate_domain(hostname: &str, base_domain: &str) -> Result<String, ApiE
             format!("{why} Use a full hostname such as shop.example.com: labels of letters, digits and '-', separated by dots."),
         )
     };
-    if name.starts_with("*.") {
+    if !wildcards && name.starts_with("*.") {
         return Err(ApiError::invalid_field(
             "hostname",
             "wildcard_needs_dns01",
-            "Wildcard domains need a DNS-01 certificate, which Berth cannot issue yet. Add each hostname on its own.",
+            "Wildcard domains need DNS-01 certificates, and this installation has no DNS update server set up for them (ask an admin). Add each hostname on its own.",
         ));
     }
     if name.is_empty() {
@@ -172,7 +276,7 @@ pub fn validate_domain(hostname: &str, base_domain: &str) -> Result<String, ApiE
             "Names under {base} are the generated hostnames Berth hands out."
         )));
     }
-    Ok(name)
+    Ok(format!("{prefix}{name}"))
 }
 
 #[cfg(test)]
@@ -180,15 +284,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn path_prefixes_are_normalised_or_refused() {
+        assert_eq!(validate_path_prefix(" /api/ ").unwrap(), "/api");
+        assert_eq!(validate_path_prefix("/docs/v2").unwrap(), "/docs/v2");
+        for bad in [
+            "", "/", "api", "/a//b", "/a/../b", "/a?x=1", "/a#f", "/a b", "/%2e%2e",
+        ] {
+            assert_eq!(
+                validate_path_prefix(bad).unwrap_err().code,
+                "invalid_path_prefix",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn domains_are_normalised_or_refused_with_the_reason() {
         assert_eq!(
-            validate_domain(" Shop.Example.COM. ", "apps.berth.test").unwrap(),
+            validate_domain(" Shop.Example.COM. ", "apps.berth.test", false).unwrap(),
             "shop.example.com"
         );
         assert_eq!(
-            validate_domain("*.example.com", "x").unwrap_err().code,
+            validate_domain("*.example.com", "x", false)
+                .unwrap_err()
+                .code,
             "wildcard_needs_dns01"
         );
+        assert_eq!(
+            validate_domain("*.Example.com", "x", true).unwrap(),
+            "*.example.com"
+        );
+        assert_eq!(
+            proof_record("*.example.com"),
+            "_berth-challenge.example.com"
+        );
+        assert_eq!(proof_record("example.com"), "_berth-challenge.example.com");
+        for bad in [
+            "*.*.example.com",
+            "*.com",
+            "a.*.example.com",
+            "*.web-shop.apps.berth.test",
+        ] {
+            assert_eq!(
+                validate_domain(bad, "apps.berth.test", true)
+                    .unwrap_err()
+                    .code,
+                "invalid_domain",
+                "{bad}"
+            );
+        }
         for bad in [
             "",
             "localhost",
@@ -201,7 +345,7 @@ mod tests {
             "web-shop.apps.berth.test",
             &format!("{}.com", "a".repeat(64)),
         ] {
-            let e = validate_domain(bad, "apps.berth.test").unwrap_err();
+            let e = validate_domain(bad, "apps.berth.test", true).unwrap_err();
             assert_eq!(
                 (e.code.as_str(), e.field.as_deref()),
                 ("invalid_domain", Some("hostname")),

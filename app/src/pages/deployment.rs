@@ -7,7 +7,10 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use super::{deployments::StatusBadge, domains::Domains};
+use super::{
+    deployments::StatusBadge,
+    domains::{Domains, PathRoutes},
+};
 use crate::{
     api::deployments::{deployment_logs, get_deployment, DeploymentLifecycle, UpdateDeployment},
     components::{
@@ -78,6 +81,7 @@ fn DeploymentDetailView() -> impl IntoView {
             let id = id();
             view! {
                 <Domains id=id.clone() />
+                <PathRoutes id=id.clone() />
                 <Logs id=id />
             }
         }}

@@ -1,12 +1,16 @@
 //! The custom domains card of a deployment: DNS records to create, verification, the TLS
-//! certificate's state and expiry, and the HTTP -> HTTPS redirect.
+//! certificate's state and expiry, and the HTTP -> HTTPS redirect; and the path routes card
+//! (this deployment under a path of one of the project's domains).
 
 use std::time::Duration;
 
 use leptos::prelude::*;
 
 use crate::{
-    api::deployments::{list_domains, AttachDomain, RemoveDomain, SetDomainRedirect, VerifyDomain},
+    api::deployments::{
+        list_domains, list_path_routes, AttachDomain, AttachPathRoute, RemoveDomain,
+        RemovePathRoute, SetDomainRedirect, VerifyDomain,
+    },
     components::{action_error, format_time, Card, ErrorPanel, Field, FormError, Submit},
     model::{CertificateState, CertificateView, DomainStatus},
 };
@@ -157,5 +161,58 @@ fn CertificateLine(cert: CertificateView, https_url: Option<String>) -> impl Int
                 </span>
             })}
         </div>
+    }
+}
+
+/// The path routes a deployment serves: `<domain><prefix>` of its project's custom domains.
+#[component]
+pub fn PathRoutes(id: String) -> impl IntoView {
+    let add = ServerAction::<AttachPathRoute>::new();
+    let remove = ServerAction::<RemovePathRoute>::new();
+    let add_error = action_error(add.value());
+    let remove_error = action_error(remove.value());
+    let lid = id.clone();
+    let routes = Resource::new(
+        move || (lid.clone(), add.version().get(), remove.version().get()),
+        |(id, ..)| list_path_routes(id),
+    );
+    view! {
+        <Card heading="Paths">
+            <p class="mb-3 text-sm text-slate-500">
+                "Serve this deployment under a path of one of the project's domains, e.g. /api of shop.example.com. The longest matching path wins; the rest of the domain stays with its own deployment."
+            </p>
+            <FormError error=remove_error all=true />
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match routes.await {
+                        Err(e) => view! { <ErrorPanel error=e /> }.into_any(),
+                        Ok(list) if list.is_empty() => view! { <p class="text-sm text-slate-500">"No path routes."</p> }.into_any(),
+                        Ok(list) => view! {
+                            <ul id="path-routes" class="divide-y divide-slate-200 text-sm dark:divide-slate-800">
+                                {list.into_iter().map(|r| view! {
+                                    <li class="path-route flex flex-wrap items-center gap-3 py-2">
+                                        <span class="font-mono">{format!("{}{}", r.hostname, r.path_prefix)}</span>
+                                        {r.strip_prefix.then(|| view! { <span class="text-xs text-slate-500">"prefix stripped"</span> })}
+                                        {(!r.routed).then(|| view! { <span class="rounded-sm bg-amber-100 px-2 py-0.5 text-xs text-amber-800">"domain not verified yet"</span> })}
+                                        <ActionForm action=remove>
+                                            <input type="hidden" name="route_id" value=r.id.to_string() />
+                                            <button type="submit" class="text-red-700 hover:underline dark:text-red-400">"Remove"</button>
+                                        </ActionForm>
+                                    </li>
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+            <ActionForm action=add attr:id="add-path-form" attr:class="mt-3 flex flex-wrap items-start gap-3">
+                <input type="hidden" name="id" value=id.clone() />
+                <div class="grow"><Field label="Domain" name="hostname" placeholder="shop.example.com" required=true error=add_error /></div>
+                <div class="grow"><Field label="Path" name="path_prefix" placeholder="/api" required=true error=add_error /></div>
+                <label class="pt-7 text-sm"><input type="checkbox" name="strip_prefix" value="on" />" strip the path"</label>
+                <div class="pt-6"><Submit label="Add path" /></div>
+            </ActionForm>
+            <FormError error=add_error />
+        </Card>
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! - **Challenges**: HTTP-01 (RFC 8555 §8.3; the answer is stored in the database, so any
 //!   ingress process serves it at `/.well-known/acme-challenge/<token>`) or TLS-ALPN-01
-//!   (RFC 8737; the challenge certificate is handed to this process's TLS listener). An
+//!   (RFC 8737; the challenge certificate is handed to this process's TLS listener), or
+//!   DNS-01 (RFC 8555 §8.4; a TXT record published by RFC 2136 dynamic update, see
+//!   [`super::dns_update`]), which wildcard names (`*.example.com`) always use. An
 //!   authorization the CA already holds as valid is reused.
 //! - **Keys**: a new ECDSA P-256 key per certificate, sealed with the installation's secret
 //!   key before it is stored. The ACME account key is stored the same way, per directory.
@@ -23,7 +25,10 @@ use instant_acme::{
 };
 use tokio::sync::Notify;
 
-use super::tls::{self, CertStore};
+use super::{
+    dns_update::DnsUpdater,
+    tls::{self, CertStore},
+};
 use crate::{
     secrets::SecretBox,
     store::{now_ms, CertificateRecord, Issued, Store, StoreError},
@@ -46,6 +51,10 @@ pub enum ChallengeKind {
     /// TLS-ALPN-01: the CA connects to `<name>:443` offering `acme-tls/1`.
     #[serde(rename = "tls-alpn-01")]
     TlsAlpn01,
+    /// DNS-01: the CA looks up the TXT record `_acme-challenge.<name>`, which Berth publishes
+    /// by RFC 2136 dynamic update (`acme_dns_update`). Wildcard names always use it.
+    #[serde(rename = "dns-01")]
+    Dns01,
 }
 
 /// Where certificates come from.
@@ -57,7 +66,10 @@ pub struct AcmeSettings {
     pub contact: Vec<String>,
     /// A PEM file of extra roots to trust for the directory's HTTPS (a test CA).
     pub ca_roots: Option<PathBuf>,
+    /// The challenge for ordinary names.
     pub challenge: ChallengeKind,
+    /// Publishes DNS-01 answers; `None`: no DNS-01, so no wildcard certificates.
+    pub dns_update: Option<DnsUpdater>,
 }
 
 /// What one pass did (tests read it).
@@ -78,6 +90,16 @@ pub struct CertificateManager {
     certs: Arc<CertStore>,
     changed: Arc<Notify>,
     account: tokio::sync::Mutex<Option<Account>>,
+}
+
+/// A published challenge answer, withdrawn once the order is decided.
+enum Published {
+    /// An HTTP-01 token in the `acme_challenges` table.
+    Http(String),
+    /// A TLS-ALPN-01 certificate for this name in the listener's store.
+    Alpn(String),
+    /// A DNS-01 TXT record: name and value.
+    Dns(String, String),
 }
 
 /// Why an attempt failed, and whether the CA asked to slow down.
@@ -333,12 +355,8 @@ impl CertificateManager {
     async fn answer_challenges(
         &self,
         order: &mut instant_acme::Order,
-        published: &mut Vec<(String, String)>,
+        published: &mut Vec<Published>,
     ) -> Result<(), Failure> {
-        let kind = match self.settings.challenge {
-            ChallengeKind::Http01 => ChallengeType::Http01,
-            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
-        };
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
             let mut authz = authz?;
@@ -347,12 +365,27 @@ impl CertificateManager {
                 AuthorizationStatus::Pending => {}
                 other => return Err(Failure::from(format!("authorization is {other:?}"))),
             }
-            let mut challenge = authz.challenge(kind.clone()).ok_or_else(|| {
-                Failure::from(format!("the CA offers no {kind:?} challenge for this name"))
+            let wildcard = authz.identifier().wildcard;
+            let kind = match (wildcard, self.settings.challenge) {
+                (true, _) | (_, ChallengeKind::Dns01) => ChallengeKind::Dns01,
+                (false, other) => other,
+            };
+            let acme_kind = match kind {
+                ChallengeKind::Http01 => ChallengeType::Http01,
+                ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+                ChallengeKind::Dns01 => ChallengeType::Dns01,
+            };
+            let mut challenge = authz.challenge(acme_kind.clone()).ok_or_else(|| {
+                Failure::from(format!(
+                    "the CA offers no {acme_kind:?} challenge for this name"
+                ))
             })?;
             let key_auth = challenge.key_authorization();
-            let name = challenge.identifier().to_string();
-            match self.settings.challenge {
+            let instant_acme::Identifier::Dns(name) = challenge.identifier().identifier.clone()
+            else {
+                return Err(Failure::from("only DNS names are ordered"));
+            };
+            match kind {
                 ChallengeKind::Http01 => {
                     self.store
                         .certificates()
@@ -363,12 +396,24 @@ impl CertificateManager {
                             now_ms() + CHALLENGE_TTL_MS,
                         )
                         .await?;
-                    published.push(("http".into(), challenge.token.clone()));
+                    published.push(Published::Http(challenge.token.clone()));
                 }
                 ChallengeKind::TlsAlpn01 => {
                     let ck = tls::alpn_challenge_cert(&name, key_auth.digest().as_ref())?;
                     self.certs.set_alpn_challenge(&name, ck);
-                    published.push(("alpn".into(), name));
+                    published.push(Published::Alpn(name));
+                }
+                ChallengeKind::Dns01 => {
+                    let updater = self.settings.dns_update.as_ref().ok_or(
+                        "wildcard certificates need DNS-01, and no DNS update server is \
+                         configured (acme_dns_update)",
+                    )?;
+                    // RFC 8555 §8.4: the record is at `_acme-challenge.<name>`; a wildcard's
+                    // authorization is for the name without `*.`.
+                    let record = format!("_acme-challenge.{name}");
+                    let value = key_auth.dns_value();
+                    updater.add_txt(&record, &value).await?;
+                    published.push(Published::Dns(record, value));
                 }
             }
             challenge.set_ready().await?;
@@ -377,12 +422,20 @@ impl CertificateManager {
     }
 
     /// Withdraws published answers.
-    async fn withdraw(&self, published: &[(String, String)]) {
-        for (kind, key) in published {
-            if kind == "http" {
-                let _ = self.store.certificates().remove_challenge(key).await;
-            } else {
-                self.certs.clear_alpn_challenge(key);
+    async fn withdraw(&self, published: &[Published]) {
+        for p in published {
+            match p {
+                Published::Http(token) => {
+                    let _ = self.store.certificates().remove_challenge(token).await;
+                }
+                Published::Alpn(name) => self.certs.clear_alpn_challenge(name),
+                Published::Dns(record, value) => {
+                    if let Some(updater) = &self.settings.dns_update {
+                        if let Err(e) = updater.remove_txt(record, value).await {
+                            tracing::warn!(record = %record, error = %e, "DNS-01 answer not withdrawn");
+                        }
+                    }
+                }
             }
         }
     }

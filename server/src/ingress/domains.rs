@@ -5,6 +5,9 @@
 //! 2. **Pointing**: `<domain>` is a CNAME to the deployment's generated hostname, or its
 //!    A/AAAA records include one of the ingress's public addresses (`ingress_public_ips`).
 //!
+//! For a wildcard `*.example.com` the TXT record is `_berth-challenge.example.com` and the
+//! pointing is checked on a name the wildcard covers, `berth-wildcard-check.example.com`.
+//!
 //! Pending domains are checked when added, on "Verify now", and otherwise with backoff: 10 s,
 //! 20 s, 40 s … up to one hour between checks. Each check records what it found, in words.
 //! Verification is final; removing the domain is how it stops being routed.
@@ -25,7 +28,7 @@ use tokio::sync::Notify;
 
 use super::routes::generated_host;
 use crate::store::{now_ms, DomainRecord, Store, StoreError};
-use app::model::CHALLENGE_LABEL;
+use app::model::{proof_record, WILDCARD_PROBE_LABEL};
 
 /// How often the verifier looks for due domains.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -163,8 +166,13 @@ impl DomainVerifier {
     /// Both conditions of the module documentation; `Err` says, for people, what is missing.
     async fn check(&self, domain: &DomainRecord, target: &str) -> Result<(), String> {
         let resolver = self.resolver();
-        let host = &domain.hostname;
-        let challenge = format!("{CHALLENGE_LABEL}.{host}.");
+        let challenge_record = proof_record(&domain.hostname);
+        let challenge = format!("{challenge_record}.");
+        let probe = match domain.hostname.strip_prefix("*.") {
+            Some(parent) => format!("{WILDCARD_PROBE_LABEL}.{parent}"),
+            None => domain.hostname.clone(),
+        };
+        let host = &probe;
         let texts: Vec<String> = match resolver.txt_lookup(challenge.as_str()).await {
             Ok(found) => found.iter().map(|t| t.to_string()).collect(),
             Err(e) if is_no_records(&e) => Vec::new(),
@@ -173,12 +181,12 @@ impl DomainVerifier {
         if !texts.iter().any(|t| t.trim() == domain.token) {
             return Err(if texts.is_empty() {
                 format!(
-                    "No TXT record at {CHALLENGE_LABEL}.{host} yet. Create it with the value {}.",
+                    "No TXT record at {challenge_record} yet. Create it with the value {}.",
                     domain.token
                 )
             } else {
                 format!(
-                    "The TXT record at {CHALLENGE_LABEL}.{host} holds {:?}, not the token {}.",
+                    "The TXT record at {challenge_record} holds {:?}, not the token {}.",
                     texts, domain.token
                 )
             });

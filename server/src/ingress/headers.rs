@@ -47,7 +47,8 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Prepares a request's headers for the instance: hop-by-hop removed (the upgrade put back
-/// when one is asked for), `X-Forwarded-*` and `X-Request-Id` set.
+/// when one is asked for), `X-Forwarded-*` and `X-Request-Id` set, a client's
+/// `X-Forwarded-Prefix` dropped.
 pub(super) fn forwarded_headers(
     headers: &mut HeaderMap,
     host: &str,
@@ -72,6 +73,8 @@ pub(super) fn forwarded_headers(
     if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert("x-forwarded-host", v);
     }
+    // Only the ingress says which prefix it stripped (set after this for such routes).
+    headers.remove("x-forwarded-prefix");
     let valid_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

@@ -26,6 +26,7 @@
 
 pub mod acme;
 mod balance;
+pub mod dns_update;
 pub mod domains;
 mod headers;
 pub mod observe;
@@ -181,6 +182,7 @@ impl Ingress {
         let deployments = self.store.deployments().all().await?;
         let locations = self.store.locations().all().await?;
         let domains = self.store.domains().verified().await?;
+        let paths = self.store.domains().verified_paths().await?;
         #[derive(serde::Deserialize)]
         struct Routing {
             #[serde(default)]
@@ -203,9 +205,10 @@ impl Ingress {
             &deployments,
             &locations,
             &domains,
+            &paths,
             &settings,
         );
-        self.stats.retain(|host| table.lookup(host).is_some());
+        self.stats.retain(|host| table.has_route(host));
         *self.table.write().expect("route table lock") = Arc::new(table);
         let certificates = self.store.certificates().all().await?;
         self.certs.load(&certificates, &self.secrets, now_ms());
@@ -361,14 +364,14 @@ impl Ingress {
         };
         trace.host = Some(host.clone());
         let table = self.table();
-        let Some(route) = table.lookup_normalized(&host) else {
+        let Some(route) = table.lookup_normalized(&host, req.uri().path()) else {
             return page(
                 StatusCode::NOT_FOUND,
                 "Nothing here",
                 &format!("No app is served at {host}. Check the address, or the deployment's hostnames in the Berth portal."),
             );
         };
-        trace.route = Some(route.host.clone());
+        trace.route = Some(route.key.clone());
         if !https && route.redirect_https && self.certs.covers(&host) {
             return self.redirect_to_https(&host, req.uri());
         }
@@ -385,6 +388,20 @@ impl Ingress {
             if let Some(authority) = parts.uri.authority().map(|a| a.as_str().to_owned()) {
                 if let Ok(v) = HeaderValue::from_str(&authority) {
                     parts.headers.insert(header::HOST, v);
+                }
+            }
+        }
+        // A path route with strip_prefix: the app sees the rest of the path, and the prefix
+        // in X-Forwarded-Prefix.
+        if let Some(rewritten) = parts
+            .uri
+            .path_and_query()
+            .and_then(|pq| route.rewrite(pq.as_str()))
+        {
+            if let Ok(uri) = rewritten.parse() {
+                parts.uri = uri;
+                if let Ok(v) = HeaderValue::from_str(&route.path_prefix) {
+                    parts.headers.insert("x-forwarded-prefix", v);
                 }
             }
         }

@@ -9,13 +9,21 @@ use std::{
 
 use app::model::RouteSettings;
 
-use crate::store::{DeploymentRecord, DomainRecord, LocationRecord, ProjectRecord};
+use crate::store::{
+    DeploymentRecord, DomainRecord, LocationRecord, PathRouteRecord, ProjectRecord,
+};
 
-/// Where requests for one hostname go.
+/// Where requests for one hostname (and path prefix) go.
 #[derive(Debug)]
 pub struct Route {
-    /// The hostname, lower-case, without a port.
+    /// The hostname, lower-case, without a port (`*.example.com` for a wildcard domain).
     pub host: String,
+    /// `/`, or a prefix such as `/api` (no trailing `/`) of a path route.
+    pub path_prefix: String,
+    /// `host` followed by the prefix unless it is `/`: the route's name in statistics.
+    pub key: String,
+    /// The app sees the path without the prefix.
+    pub strip_prefix: bool,
     pub deployment_id: String,
     /// Healthy instances of the current release, by address (`ip:http_port`). Empty: the
     /// deployment exists but nothing can serve it (503).
@@ -38,12 +46,39 @@ impl Route {
         };
         (0..n).map(move |i| self.backends[(start + i) % n])
     }
+
+    /// Whether `path` (of a request's URI) falls under this route's prefix: equal to it, or
+    /// continuing with `/` (`/api` takes `/api` and `/api/users`, not `/apis`). Matched as
+    /// sent, without percent-decoding.
+    pub fn matches(&self, path: &str) -> bool {
+        let p = self.path_prefix.as_str();
+        p == "/"
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// `path_and_query` as the app sees it: without the prefix when `strip_prefix` (`/api`
+    /// → `/`, `/api/users?x` → `/users?x`); `None` when unchanged.
+    pub fn rewrite(&self, path_and_query: &str) -> Option<String> {
+        if !self.strip_prefix || self.path_prefix == "/" {
+            return None;
+        }
+        let rest = path_and_query.strip_prefix(self.path_prefix.as_str())?;
+        Some(if rest.is_empty() || rest.starts_with('?') {
+            format!("/{rest}")
+        } else {
+            rest.to_owned()
+        })
+    }
 }
 
-/// Every route by hostname.
+/// Every route by hostname, each host's routes longest prefix first.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    by_host: HashMap<String, Route>,
+    by_host: HashMap<String, Vec<Route>>,
+    /// Whether any key is a wildcard (`*.example.com`): misses look one label up only then.
+    has_wildcards: bool,
 }
 
 /// The generated hostname of a deployment: `<deployment>-<project>.<base domain>`, the first
@@ -52,24 +87,57 @@ pub fn generated_host(deployment: &str, project: &str, base_domain: &str) -> Str
     format!("{deployment}-{project}.{base_domain}").to_ascii_lowercase()
 }
 
+/// What a deployment's routes share: its serving instances and its route settings.
+struct Target {
+    backends: Vec<SocketAddr>,
+    settings: RouteSettings,
+}
+
 impl RouteTable {
     /// Builds the table: one route per deployment with a current release, at its generated
     /// hostname and at each of its verified custom `domains`, to the running, healthy
     /// instances of that release (none while the user has it stopped: a 503, not a 404),
     /// with the route `settings` of that release (by deployment id; default when absent).
+    /// Each path route in `paths` (on a verified domain) sends its prefix of the domain to
+    /// its own deployment (no instance, or no release yet: a 503 for that prefix).
     pub fn build(
         base_domain: &str,
         projects: &[ProjectRecord],
         deployments: &[DeploymentRecord],
         locations: &[LocationRecord],
         domains: &[DomainRecord],
+        paths: &[PathRouteRecord],
         settings: &HashMap<String, RouteSettings>,
     ) -> Self {
         let names: HashMap<&str, &str> = projects
             .iter()
             .map(|p| (p.id.as_str(), p.name.as_str()))
             .collect();
-        let mut by_host = HashMap::new();
+        let mut targets: HashMap<&str, Target> = HashMap::new();
+        let mut by_host: HashMap<String, Vec<Route>> = HashMap::new();
+        let mut add = |host: &str,
+                       prefix: &str,
+                       strip: bool,
+                       deployment: &str,
+                       t: &Target,
+                       redirect: bool| {
+            let key = if prefix == "/" {
+                host.to_owned()
+            } else {
+                format!("{host}{prefix}")
+            };
+            by_host.entry(host.to_owned()).or_default().push(Route {
+                host: host.to_owned(),
+                path_prefix: prefix.to_owned(),
+                key,
+                strip_prefix: strip,
+                deployment_id: deployment.to_owned(),
+                backends: t.backends.clone(),
+                redirect_https: redirect,
+                settings: t.settings.clone(),
+                next: AtomicUsize::new(0),
+            });
+        };
         for d in deployments {
             let Some(project) = names.get(d.project_id.as_str()) else {
                 continue;
@@ -77,7 +145,7 @@ impl RouteTable {
             let Some(current) = d.current_release_id.as_deref() else {
                 continue;
             };
-            let backends: Vec<SocketAddr> = locations
+            let backends = locations
                 .iter()
                 .filter(|l| {
                     d.desired_state == "running"
@@ -92,47 +160,88 @@ impl RouteTable {
                     Some(SocketAddr::new(ip, port))
                 })
                 .collect();
-            let route_settings = settings.get(&d.id).cloned().unwrap_or_default();
-            for domain in domains
-                .iter()
-                .filter(|x| x.deployment_id == d.id && x.status == "verified")
-            {
-                by_host.insert(
-                    domain.hostname.clone(),
-                    Route {
-                        host: domain.hostname.clone(),
-                        deployment_id: d.id.clone(),
-                        backends: backends.clone(),
-                        redirect_https: domain.redirect_https,
-                        settings: route_settings.clone(),
-                        next: AtomicUsize::new(0),
-                    },
+            let target = Target {
+                backends,
+                settings: settings.get(&d.id).cloned().unwrap_or_default(),
+            };
+            add(
+                &generated_host(&d.name, project, base_domain),
+                "/",
+                false,
+                &d.id,
+                &target,
+                false,
+            );
+            targets.insert(d.id.as_str(), target);
+        }
+        let unserved = Target {
+            backends: Vec::new(),
+            settings: RouteSettings::default(),
+        };
+        for domain in domains.iter().filter(|x| x.status == "verified") {
+            let Some(target) = targets.get(domain.deployment_id.as_str()) else {
+                continue;
+            };
+            add(
+                &domain.hostname,
+                "/",
+                false,
+                &domain.deployment_id,
+                target,
+                domain.redirect_https,
+            );
+            for p in paths.iter().filter(|p| p.domain_id == domain.id) {
+                let target = targets.get(p.deployment_id.as_str()).unwrap_or(&unserved);
+                add(
+                    &domain.hostname,
+                    &p.path_prefix,
+                    p.strip_prefix,
+                    &p.deployment_id,
+                    target,
+                    domain.redirect_https,
                 );
             }
-            let host = generated_host(&d.name, project, base_domain);
-            by_host.insert(
-                host.clone(),
-                Route {
-                    host,
-                    deployment_id: d.id.clone(),
-                    backends,
-                    redirect_https: false,
-                    settings: route_settings,
-                    next: AtomicUsize::new(0),
-                },
-            );
         }
-        Self { by_host }
+        for routes in by_host.values_mut() {
+            routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+        }
+        let has_wildcards = by_host.keys().any(|h| h.starts_with("*."));
+        Self {
+            by_host,
+            has_wildcards,
+        }
     }
 
-    /// The route for `host` (any case, port ignored).
-    pub fn lookup(&self, host: &str) -> Option<&Route> {
-        self.by_host.get(&normalize_host(host)?)
+    /// The route for `host` (any case, port ignored) and `path`.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<&Route> {
+        self.lookup_normalized(&normalize_host(host)?, path)
     }
 
-    /// The route for a hostname already passed through [`normalize_host`].
-    pub fn lookup_normalized(&self, host: &str) -> Option<&Route> {
-        self.by_host.get(host)
+    /// The route for a hostname already passed through [`normalize_host`] and `path`: the
+    /// longest prefix of the exact name, else of a wildcard domain one label up
+    /// (`*.example.com` serves `a.example.com`, not `a.b.example.com` nor `example.com`, as in
+    /// RFC 6125 §6.4.3).
+    pub fn lookup_normalized(&self, host: &str, path: &str) -> Option<&Route> {
+        let routes = match self.by_host.get(host) {
+            Some(r) => r,
+            None if self.has_wildcards => {
+                let (_, parent) = host.split_once('.')?;
+                self.by_host.get(&format!("*.{parent}"))?
+            }
+            None => return None,
+        };
+        routes.iter().find(|r| r.matches(path))
+    }
+
+    /// Whether a route has this [`Route::key`] (`host` or `host/prefix`).
+    pub fn has_route(&self, key: &str) -> bool {
+        let (host, prefix) = match key.find('/') {
+            Some(i) => (&key[..i], &key[i..]),
+            None => (key, "/"),
+        };
+        self.by_host
+            .get(host)
+            .is_some_and(|routes| routes.iter().any(|r| r.path_prefix == prefix))
     }
 
     /// How many hostnames are routed.
@@ -220,6 +329,19 @@ mod tests {
         }
     }
 
+    /// A path route on the domain with id `domain` (the helper above uses the hostname).
+    fn path(domain: &str, deployment: &str, prefix: &str, strip: bool) -> PathRouteRecord {
+        PathRouteRecord {
+            id: format!("{domain}{prefix}"),
+            domain_id: domain.into(),
+            hostname: domain.into(),
+            deployment_id: deployment.into(),
+            path_prefix: prefix.into(),
+            strip_prefix: strip,
+            created_at_ms: 0,
+        }
+    }
+
     #[test]
     fn routes_go_to_healthy_instances_of_the_current_release() {
         let table = RouteTable::build(
@@ -240,6 +362,12 @@ mod tests {
             &[
                 domain("d1", "shop.example.com", "verified"),
                 domain("d1", "pending.example.com", "pending"),
+                domain("d2", "*.wild.example.com", "verified"),
+            ],
+            &[
+                path("shop.example.com", "d2", "/api", false),
+                path("shop.example.com", "d3", "/docs", true),
+                path("pending.example.com", "d2", "/api", false),
             ],
             &HashMap::from([(
                 "d1".to_owned(),
@@ -250,37 +378,85 @@ mod tests {
                 },
             )]),
         );
-        assert_eq!(table.len(), 3);
-        let settings = &table.lookup("web-shop.apps.example.com").unwrap().settings;
+        assert_eq!(table.len(), 4);
+        // A wildcard domain serves exactly one label below it.
+        assert_eq!(
+            table
+                .lookup("a.wild.example.com", "/")
+                .unwrap()
+                .deployment_id,
+            "d2"
+        );
+        assert!(table.lookup("a.b.wild.example.com", "/").is_none());
+        assert!(table.lookup("wild.example.com", "/").is_none());
+        assert!(table.lookup("*.wild.example.com", "/").is_none());
+        let settings = &table
+            .lookup("web-shop.apps.example.com", "/")
+            .unwrap()
+            .settings;
         assert_eq!(
             settings.timeout_secs,
             Some(5),
             "the release's route settings"
         );
         assert_eq!(
-            table.lookup("shop.example.com").unwrap().settings.balance,
+            table
+                .lookup("shop.example.com", "/")
+                .unwrap()
+                .settings
+                .balance,
             app::model::BalanceStrategy::LeastConnections
         );
-        let custom = table.lookup("SHOP.example.com").unwrap();
+        let custom = table.lookup("SHOP.example.com", "/").unwrap();
         assert_eq!(
             (custom.deployment_id.as_str(), custom.backends.len()),
             ("d1", 2)
         );
         assert!(
-            table.lookup("pending.example.com").is_none(),
+            table.lookup("pending.example.com", "/").is_none(),
             "only verified domains"
         );
-        let route = table.lookup("Web-Shop.apps.example.com:8000").unwrap();
+        let route = table.lookup("Web-Shop.apps.example.com:8000", "/").unwrap();
         assert_eq!(route.deployment_id, "d1");
         let mut seen: Vec<String> = route.backends.iter().map(|a| a.to_string()).collect();
         seen.sort();
         assert_eq!(seen, ["10.0.0.2:8080", "10.0.0.3:8080"]);
-        let stopped = table.lookup("idle-shop.apps.example.com").unwrap();
+        let stopped = table.lookup("idle-shop.apps.example.com", "/").unwrap();
         assert!(
             stopped.backends.is_empty(),
             "a stopped deployment gets a 503"
         );
-        assert!(table.lookup("nothing.example.com").is_none());
+        assert!(table.lookup("nothing.example.com", "/").is_none());
+
+        // Path routes: the longest prefix at a segment boundary, else the domain's own.
+        let on = |path: &str| {
+            let r = table.lookup("shop.example.com", path).unwrap();
+            (r.deployment_id.as_str(), r.key.as_str())
+        };
+        assert_eq!(on("/api"), ("d2", "shop.example.com/api"));
+        assert_eq!(on("/api/users?x=1"), ("d2", "shop.example.com/api"));
+        assert_eq!(on("/apis"), ("d1", "shop.example.com"));
+        assert_eq!(on("/"), ("d1", "shop.example.com"));
+        assert_eq!(on("/docs/v2"), ("d3", "shop.example.com/docs"));
+        let api = table.lookup("shop.example.com", "/api").unwrap();
+        assert!(
+            api.backends.is_empty(),
+            "a stopped deployment: 503 for its prefix"
+        );
+        assert_eq!(api.rewrite("/api/users"), None, "not stripped");
+        let docs = table.lookup("shop.example.com", "/docs").unwrap();
+        assert!(
+            docs.backends.is_empty(),
+            "no release yet: 503, not the root's app"
+        );
+        assert_eq!(docs.rewrite("/docs").as_deref(), Some("/"));
+        assert_eq!(docs.rewrite("/docs?x=1").as_deref(), Some("/?x=1"));
+        assert_eq!(docs.rewrite("/docs/v2/a?b").as_deref(), Some("/v2/a?b"));
+        assert!(table.has_route("shop.example.com/api"));
+        assert!(table.has_route("shop.example.com"));
+        assert!(table.has_route("*.wild.example.com"));
+        assert!(!table.has_route("shop.example.com/nope"));
+        assert!(!table.has_route("pending.example.com/api"));
     }
 
     #[test]
@@ -294,9 +470,10 @@ mod tests {
                 instance("d1", "r", "10.0.0.3", "healthy"),
             ],
             &[],
+            &[],
             &HashMap::new(),
         );
-        let route = table.lookup("web-shop.localhost").unwrap();
+        let route = table.lookup("web-shop.localhost", "/").unwrap();
         let first: Vec<_> = route.rotation().collect();
         let second: Vec<_> = route.rotation().collect();
         assert_eq!(first.len(), 2);

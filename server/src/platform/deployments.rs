@@ -34,6 +34,8 @@ pub struct DeploymentsService {
     pub(super) app_urls: Option<AppUrls>,
     pub(super) base_domain: String,
     pub(super) ingress_ips: Vec<std::net::IpAddr>,
+    /// Wildcard custom domains are accepted (ACME with a DNS-01 update server is set up).
+    pub(super) wildcard_domains: bool,
 }
 
 fn deployment_not_found() -> ApiError {
@@ -75,18 +77,21 @@ impl DeploymentsService {
             app_urls: None,
             base_domain: "localhost".into(),
             ingress_ips: Vec::new(),
+            wildcard_domains: false,
         }
     }
 
-    /// The generated hostnames' domain, and the ingress addresses custom domains may point
-    /// at with A/AAAA records.
+    /// The generated hostnames' domain, the ingress addresses custom domains may point at
+    /// with A/AAAA records, and whether wildcard domains can get certificates (DNS-01).
     pub fn with_domain_settings(
         mut self,
         base_domain: &str,
         ingress_ips: Vec<std::net::IpAddr>,
+        wildcard_domains: bool,
     ) -> Self {
         self.base_domain = base_domain.to_ascii_lowercase();
         self.ingress_ips = ingress_ips;
+        self.wildcard_domains = wildcard_domains;
         self
     }
 
@@ -562,6 +567,31 @@ impl DeploymentService for DeploymentsService {
         update: UpdateDomain,
     ) -> Result<DomainView, ApiError> {
         self.change_domain(ctx, id, update).await
+    }
+
+    async fn list_path_routes(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+    ) -> Result<Vec<PathRouteView>, ApiError> {
+        self.path_routes_of(ctx, id).await
+    }
+
+    async fn add_path_route(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+        route: AddPathRoute,
+    ) -> Result<PathRouteView, ApiError> {
+        self.attach_path_route(ctx, id, route).await
+    }
+
+    async fn remove_path_route(
+        &self,
+        ctx: &RequestContext,
+        id: &PathRouteId,
+    ) -> Result<(), ApiError> {
+        self.detach_path_route(ctx, id).await
     }
 }
 

@@ -55,7 +55,7 @@ impl DeploymentsService {
         let mut dns_records = vec![
             DnsRecord {
                 kind: "TXT".into(),
-                name: format!("{CHALLENGE_LABEL}.{}", d.hostname),
+                name: proof_record(&d.hostname),
                 value: d.token.clone(),
             },
             DnsRecord {
@@ -187,7 +187,7 @@ impl DeploymentsService {
         domain: AddDomain,
     ) -> Result<DomainView, ApiError> {
         let d = self.visible(ctx, id).await?;
-        let hostname = validate_domain(&domain.hostname, &self.base_domain)?;
+        let hostname = validate_domain(&domain.hostname, &self.base_domain, self.wildcard_domains)?;
         let token = {
             use argon2::password_hash::rand_core::{OsRng, RngCore};
             let mut bytes = [0u8; 16];

@@ -7,6 +7,7 @@ mod deployment_views;
 pub mod deployments;
 mod domains;
 mod logs;
+mod path_routes;
 mod projects;
 mod topology;
 

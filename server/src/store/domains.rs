@@ -108,6 +108,17 @@ impl<'a> Domains<'a> {
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
+    /// The domain `hostname` (lower-case), whichever project holds it.
+    pub async fn by_hostname(&self, hostname: &str) -> StoreResult<Option<DomainRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM domains WHERE hostname = $1"
+        ))
+        .bind(hostname)
+        .fetch_optional(self.pool)
+        .await?;
+        Ok(row.as_ref().map(from_row).transpose()?)
+    }
+
     /// A deployment's domains, by hostname.
     pub async fn for_deployment(&self, deployment_id: &str) -> StoreResult<Vec<DomainRecord>> {
         let rows = sqlx::query(&format!(
@@ -197,6 +208,112 @@ impl<'a> Domains<'a> {
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
         touched(
             sqlx::query("DELETE FROM domains WHERE id = $1")
+                .bind(id)
+                .execute(self.pool)
+                .await?,
+        )
+    }
+}
+
+/// A path route: `<domain><path_prefix>…` served by another deployment of the project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRouteRecord {
+    pub id: String,
+    pub domain_id: String,
+    /// The domain's hostname (joined from `domains`).
+    pub hostname: String,
+    /// The deployment serving the prefix.
+    pub deployment_id: String,
+    /// `/` followed by segments, no trailing `/`, e.g. `/api`.
+    pub path_prefix: String,
+    /// The app sees the path without the prefix.
+    pub strip_prefix: bool,
+    pub created_at_ms: i64,
+}
+
+const PATH_COLUMNS: &str = "p.id, p.domain_id, d.hostname, p.deployment_id, p.path_prefix, \
+     p.strip_prefix, p.created_at_ms";
+
+fn path_from_row(row: &AnyRow) -> Result<PathRouteRecord, sqlx::Error> {
+    Ok(PathRouteRecord {
+        id: row.try_get("id")?,
+        domain_id: row.try_get("domain_id")?,
+        hostname: row.try_get("hostname")?,
+        deployment_id: row.try_get("deployment_id")?,
+        path_prefix: row.try_get("path_prefix")?,
+        strip_prefix: flag(row.try_get("strip_prefix")?),
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+impl Domains<'_> {
+    /// Adds a path route on domain `domain_id` to `deployment_id`.
+    ///
+    /// # Errors
+    /// `Conflict` when the domain already has a route for this prefix.
+    pub async fn add_path(
+        &self,
+        domain_id: &str,
+        deployment_id: &str,
+        path_prefix: &str,
+        strip_prefix: bool,
+    ) -> StoreResult<String> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO path_routes (id, domain_id, deployment_id, path_prefix, strip_prefix, \
+             created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(domain_id)
+        .bind(deployment_id)
+        .bind(path_prefix)
+        .bind(i64::from(strip_prefix))
+        .bind(now_ms())
+        .execute(self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn path_by_id(&self, id: &str) -> StoreResult<Option<PathRouteRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PATH_COLUMNS} FROM path_routes p JOIN domains d ON d.id = p.domain_id \
+             WHERE p.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool)
+        .await?;
+        Ok(row.as_ref().map(path_from_row).transpose()?)
+    }
+
+    /// The path routes served by a deployment, by hostname and prefix.
+    pub async fn paths_for_deployment(
+        &self,
+        deployment_id: &str,
+    ) -> StoreResult<Vec<PathRouteRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PATH_COLUMNS} FROM path_routes p JOIN domains d ON d.id = p.domain_id \
+             WHERE p.deployment_id = $1 ORDER BY d.hostname, p.path_prefix"
+        ))
+        .bind(deployment_id)
+        .fetch_all(self.pool)
+        .await?;
+        Ok(rows.iter().map(path_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Every path route on a verified domain (the ingress routes them).
+    pub async fn verified_paths(&self) -> StoreResult<Vec<PathRouteRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PATH_COLUMNS} FROM path_routes p JOIN domains d ON d.id = p.domain_id \
+             WHERE d.status = 'verified'"
+        ))
+        .fetch_all(self.pool)
+        .await?;
+        Ok(rows.iter().map(path_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn delete_path(&self, id: &str) -> StoreResult<()> {
+        touched(
+            sqlx::query("DELETE FROM path_routes WHERE id = $1")
                 .bind(id)
                 .execute(self.pool)
                 .await?,

@@ -21,7 +21,7 @@ mod users;
 pub use audit::{AuditEventRecord, AuditEvents, NewAuditEvent};
 pub use certificates::{CertificateRecord, Certificates, Issued};
 pub use deployments::{DeploymentRecord, Deployments, NewRelease, ReleaseRecord, Taken};
-pub use domains::{DomainRecord, Domains};
+pub use domains::{DomainRecord, Domains, PathRouteRecord};
 pub use jobs::{JobRecord, Jobs, NewJob};
 pub use locations::{LocationRecord, Locations, NodeAllocation, ObservedState};
 pub use projects::{MemberRecord, ProjectRecord, Projects};

@@ -3,6 +3,7 @@
 //! that behaves like a browser (cookie jar, same-site `Origin`).
 #![allow(dead_code)]
 
+pub mod acme;
 pub mod deploy;
 pub mod dns;
 

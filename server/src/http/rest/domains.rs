@@ -1,4 +1,5 @@
-//! `/api/v1/deployments/{id}/domains`, `/api/v1/domains/{id}`: custom domains.
+//! `/api/v1/deployments/{id}/domains`, `/api/v1/domains/{id}`: custom domains;
+//! `/api/v1/deployments/{id}/paths`, `/api/v1/paths/{id}`: path routes on them.
 
 use app::model::*;
 use app::services::RequestContext;
@@ -106,4 +107,62 @@ pub async fn update(
         .await
         .map_err(fail(&ctx))?;
     Ok(Json(domain))
+}
+
+/// The path routes a deployment serves (`<domain><prefix>` of its project's domains).
+#[utoipa::path(get, path = "/api/v1/deployments/{id}/paths", tag = "domains",
+    params(("id" = String, Path, description = "deployment id")),
+    responses((status = 200, body = [PathRouteView]), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_paths(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<Json<Vec<PathRouteView>>> {
+    state
+        .services
+        .deployments
+        .list_path_routes(&ctx, &DeploymentId(id))
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// Serves the deployment under a path prefix of one of its project's custom domains; the
+/// longest matching prefix wins.
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/paths", tag = "domains",
+    request_body = AddPathRoute,
+    params(("id" = String, Path, description = "deployment id")),
+    responses((status = 201, body = PathRouteView), (status = 400, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn add_path(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<AddPathRoute>,
+) -> RestResult<(StatusCode, Json<PathRouteView>)> {
+    let route = state
+        .services
+        .deployments
+        .add_path_route(&ctx, &DeploymentId(id), req)
+        .await
+        .map_err(fail(&ctx))?;
+    Ok((StatusCode::CREATED, Json(route)))
+}
+
+/// Removes a path route; the domain's own deployment serves the path again.
+#[utoipa::path(delete, path = "/api/v1/paths/{id}", tag = "domains",
+    params(("id" = String, Path, description = "path route id")),
+    responses((status = 204), (status = 404, body = ErrorEnvelope)))]
+pub async fn remove_path(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<StatusCode> {
+    state
+        .services
+        .deployments
+        .remove_path_route(&ctx, &PathRouteId(id))
+        .await
+        .map_err(fail(&ctx))?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -121,6 +121,11 @@ pub fn router() -> Router<AppState> {
             delete(domains::remove).patch(domains::update),
         )
         .route("/domains/{id}/verify", post(domains::verify))
+        .route(
+            "/deployments/{id}/paths",
+            get(domains::list_paths).post(domains::add_path),
+        )
+        .route("/paths/{id}", delete(domains::remove_path))
         .fallback(|| async {
             RestError(ApiError::not_found(
                 "route_not_found",

@@ -41,6 +41,7 @@ impl Modify for Security {
         deployments::list, deployments::create, deployments::get_one, deployments::act,
         deployments::remove, deployments::job, deployments::logs,
         domains::list, domains::add, domains::verify, domains::remove, domains::update,
+        domains::list_paths, domains::add_path, domains::remove_path,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
