@@ -286,7 +286,84 @@ async fn certificates_keep_the_working_one_through_failures(db: Db) {
     assert_eq!(c.all().await.unwrap().len(), 1);
 }
 
+async fn path_routes_are_unique_per_domain_and_go_with_it(db: Db) {
+    let (s, _db) = store(db).await;
+    let owner = s.users().create(user("a@example.com")).await.unwrap();
+    let p = s.projects().create("shop", &owner.id).await.unwrap();
+    let mut deployment = |name: &'static str| {
+        let s = s.clone();
+        let project = p.id.clone();
+        async move {
+            let release = berth::store::NewRelease {
+                spec: "{}".into(),
+                image_digest: None,
+                cause: "test".into(),
+                created_by: None,
+            };
+            let job = berth::store::NewJob {
+                kind: "deploy".into(),
+                project_id: Some(project.clone()),
+                deployment_id: None,
+                payload: "{}".into(),
+                created_by: None,
+            };
+            let (d, ..) = s
+                .deployments()
+                .create(&project, name, 1, release, &[], job)
+                .await
+                .unwrap()
+                .unwrap();
+            d.id
+        }
+    };
+    let (web, api) = (deployment("web").await, deployment("api").await);
+    let domains = s.domains();
+    let shop = domains.add(&p.id, &web, "shop.example", "t").await.unwrap();
+    let route = domains
+        .add_path(&shop.id, &api, "/api", true)
+        .await
+        .unwrap();
+    assert!(matches!(
+        domains.add_path(&shop.id, &web, "/api", false).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let found = domains.path_by_id(&route).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            found.hostname.as_str(),
+            found.path_prefix.as_str(),
+            found.strip_prefix
+        ),
+        ("shop.example", "/api", true)
+    );
+    assert_eq!(domains.paths_for_deployment(&api).await.unwrap().len(), 1);
+    assert!(
+        domains.verified_paths().await.unwrap().is_empty(),
+        "routed only once the domain is verified"
+    );
+    domains
+        .record_check(&shop.id, true, "ok", None)
+        .await
+        .unwrap();
+    assert_eq!(domains.verified_paths().await.unwrap().len(), 1);
+    assert_eq!(
+        domains
+            .by_hostname("shop.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        shop.id
+    );
+    domains.delete(&shop.id).await.unwrap();
+    assert!(
+        domains.path_by_id(&route).await.unwrap().is_none(),
+        "removed with its domain"
+    );
+}
+
 on_both_databases!(
+    path_routes_are_unique_per_domain_and_go_with_it,
     certificates_keep_the_working_one_through_failures,
     users_are_unique_by_email_and_identity,
     projects_keep_unique_names_and_an_owner,
