@@ -15,6 +15,10 @@
 //!    echoes every 50 ms: failed requests and dropped or broken echoes are counted.
 //! 5. A new route: from the moment the store shows the new deployment's instance healthy
 //!    (polled every millisecond) to its hostname's first 200 through the ingress.
+//! 6. New TLS 1.3 handshakes (run first): four `openssl s_time -new` clients on CPU 0 against
+//!    Berth's HTTPS listener, nginx and HAProxy (ECDSA P-256 certificates, no resumption on
+//!    any side), with the proxy's CPU time per handshake. `BERTH_BENCH_ONLY=tls` runs only
+//!    this.
 //!
 //! Run with `bash scripts/bench-ingress.sh` (installs wrk, nginx, HAProxy and oha, then runs
 //! `cargo bench -p server --bench ingress`). Needs Docker and 2 CPUs.
@@ -128,8 +132,9 @@ async fn bench() {
         run(Command::new("docker").args(["update", "--cpuset-cpus", "0", id]));
     }
     let (nginx_port, haproxy_port) = (free_port(), free_port());
-    let nginx = start_nginx(work.path(), nginx_port, &backend);
-    let haproxy = start_haproxy(work.path(), haproxy_port, &backend);
+    let (nginx_tls, haproxy_tls) = (free_port(), free_port());
+    let nginx = start_nginx(work.path(), nginx_port, nginx_tls, &backend);
+    let haproxy = start_haproxy(work.path(), haproxy_port, haproxy_tls, &backend);
     let targets: Vec<(&str, String)> = vec![
         ("direct", format!("http://{backend}/")),
         ("berth", format!("http://{ingress}/")),
@@ -152,6 +157,36 @@ async fn bench() {
         ("haproxy", vec![haproxy.0.id()]),
     ];
     let only = std::env::var("BERTH_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "tls" {
+        let tls_targets = [
+            ("berth", app.ingress_https.unwrap().port()),
+            ("nginx", nginx_tls),
+            ("haproxy", haproxy_tls),
+        ];
+        println!("\n# New TLS 1.3 handshakes (openssl s_time -new, 4 clients on CPU 0, 10 s; ECDSA P-256, X25519)");
+        println!("| target | handshakes/s | proxy CPU µs/handshake |");
+        println!("| --- | --- | --- |");
+        for (name, port) in tls_targets {
+            let pids = cpu_pids
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            let before = cpu_seconds(&pids);
+            let rate = handshakes(port);
+            let cpu = cpu_seconds(&pids) - before;
+            let per = if rate > 0.0 {
+                cpu / (rate * 10.0) * 1e6
+            } else {
+                f64::NAN
+            };
+            println!("| {name} | {rate:.0} | {per:.1} |");
+        }
+        if only == "tls" {
+            app.stop().await;
+            return;
+        }
+    }
     // Warm-up: connections, pools, caches.
     for (_, url) in &targets {
         wrk(url, HOST, 10, 2, None);

@@ -290,7 +290,7 @@ async fn path_routes_are_unique_per_domain_and_go_with_it(db: Db) {
     let (s, _db) = store(db).await;
     let owner = s.users().create(user("a@example.com")).await.unwrap();
     let p = s.projects().create("shop", &owner.id).await.unwrap();
-    let mut deployment = |name: &'static str| {
+    let deployment = |name: &'static str| {
         let s = s.clone();
         let project = p.id.clone();
         async move {

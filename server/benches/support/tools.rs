@@ -1,5 +1,6 @@
 //! The ingress benchmark's tools: wrk and oha runs (parsed), nginx and HAProxy as reverse
-//! proxies with upstream keep-alive, CPU time of processes.
+//! proxies with upstream keep-alive (and a TLS 1.3 listener each), `openssl s_time` for new
+//! TLS handshakes, CPU time of processes.
 
 use std::{
     path::{Path, PathBuf},
@@ -119,22 +120,51 @@ pub fn open_loop(oha: &Path, url: &str, host: &str, rate: u32) -> (f64, f64, f64
     )
 }
 
-pub fn start_nginx(dir: &Path, port: u16, backend: &str) -> KillOnDrop {
+/// An ECDSA P-256 certificate for `localhost` (the key type Berth uses) in `dir`:
+/// `tls-cert.pem`, `tls-key.pem`, and both in `tls-both.pem` (HAProxy's form).
+pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let paths = (
+        dir.join("tls-cert.pem"),
+        dir.join("tls-key.pem"),
+        dir.join("tls-both.pem"),
+    );
+    std::fs::write(&paths.0, cert.pem()).unwrap();
+    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+    std::fs::write(&paths.2, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
+    paths
+}
+
+/// nginx as a reverse proxy to `backend` on `port`, and with TLS 1.3 on `tls_port` (no
+/// session cache, no tickets: every handshake is a full one).
+pub fn start_nginx(dir: &Path, port: u16, tls_port: u16, backend: &str) -> KillOnDrop {
+    let (cert, key, _) = tls_files(dir);
     let conf = dir.join("nginx.conf");
+    let location =
+        "    location / {\n      proxy_pass http://app;\n      proxy_http_version 1.1;\n\
+         proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n\
+         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+         proxy_set_header X-Forwarded-Proto $scheme;\n\
+         proxy_set_header X-Forwarded-Host $host;\n    }\n";
     std::fs::write(
         &conf,
         format!(
             "worker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
              events {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  upstream app {{ server {backend}; keepalive 128; }}\n\
-               server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
-                   proxy_pass http://app;\n      proxy_http_version 1.1;\n\
-                   proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n\
-                   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-                   proxy_set_header X-Forwarded-Proto $scheme;\n\
-                   proxy_set_header X-Forwarded-Host $host;\n    }}\n  }}\n}}\n",
+               server {{\n    listen 127.0.0.1:{port};\n{location}  }}\n\
+               server {{\n    listen 127.0.0.1:{tls_port} ssl;\n\
+                   ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+                   ssl_protocols TLSv1.3;\n    ssl_session_cache off;\n\
+                   ssl_session_tickets off;\n{location}  }}\n}}\n",
             pid = dir.join("nginx.pid").display(),
             err = dir.join("nginx-error.log").display(),
+            cert = cert.display(),
+            key = key.display(),
         ),
     )
     .unwrap();
@@ -153,18 +183,25 @@ pub fn start_nginx(dir: &Path, port: u16, backend: &str) -> KillOnDrop {
     KillOnDrop(child)
 }
 
-pub fn start_haproxy(dir: &Path, port: u16, backend: &str) -> KillOnDrop {
+/// HAProxy as a reverse proxy to `backend` on `port`, and with TLS 1.3 on `tls_port` (no
+/// session cache, no tickets).
+pub fn start_haproxy(dir: &Path, port: u16, tls_port: u16, backend: &str) -> KillOnDrop {
+    let (_, _, both) = tls_files(dir);
     let conf = dir.join("haproxy.cfg");
     std::fs::write(
         &conf,
         format!(
-            "global\n  nbthread 1\n  maxconn 4096\n\
+            "global\n  nbthread 1\n  maxconn 4096\n  tune.ssl.cachesize 0\n\
              defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
                option http-keep-alive\n  http-reuse always\n  option forwardfor\n\
              frontend web\n  bind 127.0.0.1:{port}\n\
                http-request set-header X-Forwarded-Proto http\n\
                http-request set-header X-Forwarded-Host %[req.hdr(host)]\n  default_backend app\n\
-             backend app\n  server s1 {backend}\n"
+             frontend webtls\n\
+               bind 127.0.0.1:{tls_port} ssl crt {both} ssl-min-ver TLSv1.3 no-tls-tickets\n\
+               http-request set-header X-Forwarded-Proto https\n  default_backend app\n\
+             backend app\n  server s1 {backend}\n",
+            both = both.display()
         ),
     )
     .unwrap();
@@ -177,6 +214,42 @@ pub fn start_haproxy(dir: &Path, port: u16, backend: &str) -> KillOnDrop {
         .expect("haproxy (scripts/bench-ingress.sh installs it)");
     wait_port(port);
     KillOnDrop(child)
+}
+
+/// New TLS 1.3 handshakes per second against `127.0.0.1:port`: four `openssl s_time -new`
+/// clients on CPU 0 for 10 s, each making full handshakes one after another (no resumption,
+/// no request). Returns the rate over all four.
+pub fn handshakes(port: u16) -> f64 {
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new("taskset")
+                .args([
+                    "-c", "0", "openssl", "s_time", "-new", "-tls1_3", "-time", "10",
+                ])
+                .args(["-connect", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("openssl")
+        })
+        .collect();
+    clients
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            // "1234 connections in 10.01 real seconds, ..."
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find(|l| l.contains("connections in") && l.contains("real seconds"))
+                .and_then(|l| {
+                    let words: Vec<&str> = l.split_whitespace().collect();
+                    let n: f64 = words.first()?.parse().ok()?;
+                    let secs: f64 = words.get(3)?.parse().ok()?;
+                    Some(n / secs)
+                })
+                .unwrap_or(0.0)
+        })
+        .sum()
 }
 
 /// User + system CPU seconds of the processes `pids` (all their threads), from
