@@ -201,7 +201,8 @@ async fn dynamic_updates_are_signed_and_refusals_explained() {
 }
 
 /// A wildcard domain, verified by DNS, gets a wildcard certificate from pebble by DNS-01 and
-/// serves every name one label below it; the challenge record is withdrawn afterwards.
+/// serves every name one label below it; the challenge record is withdrawn afterwards. The
+/// generated hostnames (under `apps.wild.test`) get a wildcard from pebble the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_domain_gets_a_certificate_by_dns_01() {
     ensure_test_image();
@@ -212,6 +213,8 @@ async fn a_wildcard_domain_gets_a_certificate_by_dns_01() {
     let (acme_port, acme_management) = (free_port(), free_port());
     let db = fresh_db(Db::Sqlite).await;
     let mut config = test_config(&db);
+    // Generated hostnames under a real domain: their wildcard comes from the CA too.
+    config.base_domain = format!("apps.{ZONE}");
     config.dns_resolver = Some(SocketAddr::from(([127, 0, 0, 1], dns_port)));
     config.acme_directory_url = format!("https://127.0.0.1:{acme_port}/dir");
     config.acme_ca_roots = Some(ca.clone());
@@ -298,6 +301,27 @@ async fn a_wildcard_domain_gets_a_certificate_by_dns_01() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+    // The generated hostname is served with `*.apps.wild.test`, from the CA as well.
+    let base = app
+        .store
+        .certificates()
+        .by_hostname(&format!("*.apps.{ZONE}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(base.source, "acme");
+    let generated = format!("web-shop.apps.{ZONE}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match https_get(ingress_https, &generated, &root).await {
+            Ok((200, body, _)) => {
+                assert_eq!(body.trim(), "release one");
+                break;
+            }
+            other => assert!(Instant::now() < deadline, "{generated}: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // A name two labels down is neither routed nor covered.
     let r = reqwest::Client::new()

@@ -281,9 +281,20 @@ async fn certificates_keep_the_working_one_through_failures(db: Db) {
         c.account("https://ca/dir").await.unwrap().as_deref(),
         Some("enc:v1:b")
     );
-    // ACME slots without a verified domain are pruned; the self-signed one stays.
-    assert_eq!(c.prune_orphans().await.unwrap(), 1);
-    assert_eq!(c.all().await.unwrap().len(), 1);
+    // Slots without a domain (`*.<base_domain>`, self-signed or from the CA) are never
+    // pruned; a switch of source keeps the certificate held.
+    assert_eq!(c.prune_orphans().await.unwrap(), 0);
+    c.set_source(&slot.id, "self_signed", 5).await.unwrap();
+    let slot = c.by_hostname("shop.example").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            slot.source.as_str(),
+            slot.cert_pem.as_deref(),
+            slot.attempts
+        ),
+        ("self_signed", Some("PEM"), 0)
+    );
+    assert_eq!(c.all().await.unwrap().len(), 2);
 }
 
 async fn path_routes_are_unique_per_domain_and_go_with_it(db: Db) {
@@ -360,6 +371,11 @@ async fn path_routes_are_unique_per_domain_and_go_with_it(db: Db) {
         domains.path_by_id(&route).await.unwrap().is_none(),
         "removed with its domain"
     );
+    assert!(certificates
+        .by_hostname("shop.example")
+        .await
+        .unwrap()
+        .is_none());
 }
 
 on_both_databases!(

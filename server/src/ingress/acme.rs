@@ -1,6 +1,7 @@
-//! Certificates for the ingress (role `scheduler`): the self-signed fallback for
-//! `*.<base_domain>`, and certificates from an ACME CA (RFC 8555, through `instant-acme`)
-//! for every verified custom domain.
+//! Certificates for the ingress (role `scheduler`): `*.<base_domain>` for the generated
+//! hostnames (self-signed, or from the CA when DNS-01 is set up and the base domain is not
+//! `localhost`), and certificates from an ACME CA (RFC 8555, through `instant-acme`) for
+//! every verified custom domain.
 //!
 //! - **Challenges**: HTTP-01 (RFC 8555 §8.3; the answer is stored in the database, so any
 //!   ingress process serves it at `/.well-known/acme-challenge/<token>`) or TLS-ALPN-01
@@ -230,17 +231,37 @@ impl CertificateManager {
             .await
     }
 
-    /// Makes sure `*.<base_domain>` has a self-signed certificate with 30 days left.
+    /// Whether `*.<base_domain>` comes from the CA: with DNS-01 set up and a base domain a
+    /// public CA can issue for (not `localhost` or a name under it).
+    fn base_from_ca(&self) -> bool {
+        let local = self.base_domain == "localhost" || self.base_domain.ends_with(".localhost");
+        self.settings.directory_url.is_some() && self.settings.dns_update.is_some() && !local
+    }
+
+    /// Makes sure `*.<base_domain>` has its slot: from the CA (see
+    /// [`CertificateManager::base_from_ca`]; issued and renewed like a domain's), else
+    /// self-signed with 30 days left. A switch keeps the held certificate until the next one
+    /// is stored.
     async fn ensure_self_signed(&self, now_ms: i64) -> Result<(), StoreError> {
         let hostname = format!("*.{}", self.base_domain);
         let certificates = self.store.certificates();
-        certificates
-            .ensure(&hostname, None, "self_signed", now_ms)
-            .await?;
+        let source = if self.base_from_ca() {
+            "acme"
+        } else {
+            "self_signed"
+        };
+        certificates.ensure(&hostname, None, source, now_ms).await?;
         let Some(slot) = certificates.by_hostname(&hostname).await? else {
             return Ok(());
         };
-        if slot.cert_pem.is_some() && slot.next_attempt_at_ms > now_ms {
+        if slot.source != source {
+            certificates.set_source(&slot.id, source, now_ms).await?;
+        }
+        if source == "acme"
+            || (slot.source == source
+                && slot.cert_pem.is_some()
+                && slot.next_attempt_at_ms > now_ms)
+        {
             return Ok(());
         }
         match tls::self_signed(&self.base_domain, now_ms, SELF_SIGNED_DAYS) {

@@ -3,7 +3,7 @@
 //!
 //! Lookup order for a server name: the certificate for exactly that name, then a wildcard
 //! for its parent (`*.example.com` covers `shop.example.com`, one label only, RFC 6125
-//! §6.4.3), then the fallback (the self-signed `*.<base_domain>`). A ClientHello that offers
+//! §6.4.3), then the fallback (`*.<base_domain>`, the slot without a domain). A ClientHello that offers
 //! only the `acme-tls/1` protocol gets the TLS-ALPN-01 challenge certificate for its name
 //! (RFC 8737 §3) and nothing else.
 
@@ -77,7 +77,9 @@ impl CertStore {
             match certified_key(pem, &key) {
                 Ok(ck) => {
                     let ck = Arc::new(ck);
-                    if row.source == "self_signed" {
+                    // The slot without a domain is `*.<base_domain>`: self-signed, or from
+                    // the CA when DNS-01 is set up.
+                    if row.domain_id.is_none() {
                         fallback = Some(ck.clone());
                     }
                     by_name.insert(row.hostname.clone(), ck);
@@ -253,7 +255,8 @@ mod tests {
         CertificateRecord {
             id: hostname.into(),
             hostname: hostname.into(),
-            domain_id: None,
+            // Custom domains' slots have their domain; `*.<base_domain>`'s has none.
+            domain_id: (source == "acme").then(|| hostname.into()),
             source: source.into(),
             cert_pem: Some(g.cert_pem.clone()),
             key_sealed: Some(secrets.seal(&g.key_pem)),

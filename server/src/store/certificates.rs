@@ -155,6 +155,23 @@ impl<'a> Certificates<'a> {
         )
     }
 
+    /// Switches slot `id` to `source` (`acme` or `self_signed`), due at `due_at_ms`; the
+    /// certificate held keeps being served until the next one is stored.
+    pub async fn set_source(&self, id: &str, source: &str, due_at_ms: i64) -> StoreResult<()> {
+        touched(
+            sqlx::query(
+                "UPDATE certificates SET source = $1, next_attempt_at_ms = $2, attempts = 0, \
+                 last_error = '', updated_at_ms = $3 WHERE id = $4",
+            )
+            .bind(source)
+            .bind(due_at_ms)
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool)
+            .await?,
+        )
+    }
+
     /// Records a failed attempt; the certificate held (if any) is left as it is.
     pub async fn record_failure(
         &self,
@@ -176,11 +193,12 @@ impl<'a> Certificates<'a> {
         )
     }
 
-    /// Removes ACME slots whose domain is gone or no longer verified.
+    /// Removes ACME slots of custom domains that are gone or no longer verified (the slot
+    /// of `*.<base_domain>`, which has no domain, stays).
     pub async fn prune_orphans(&self) -> StoreResult<u64> {
         let done = sqlx::query(
-            "DELETE FROM certificates WHERE source = 'acme' AND (domain_id IS NULL OR domain_id \
-             NOT IN (SELECT id FROM domains WHERE status = 'verified'))",
+            "DELETE FROM certificates WHERE source = 'acme' AND domain_id IS NOT NULL AND \
+             domain_id NOT IN (SELECT id FROM domains WHERE status = 'verified')",
         )
         .execute(self.pool)
         .await?;
