@@ -352,11 +352,23 @@ async fn path_routes_are_unique_per_domain_and_go_with_it(db: Db) {
         domains.verified_paths().await.unwrap().is_empty(),
         "routed only once the domain is verified"
     );
+    // A custom domain's certificate slot is pruned while the domain is not verified.
+    let certificates = s.certificates();
+    certificates
+        .ensure("shop.example", Some(&shop.id), "acme", 0)
+        .await
+        .unwrap();
+    assert_eq!(certificates.prune_orphans().await.unwrap(), 1);
     domains
         .record_check(&shop.id, true, "ok", None)
         .await
         .unwrap();
     assert_eq!(domains.verified_paths().await.unwrap().len(), 1);
+    certificates
+        .ensure("shop.example", Some(&shop.id), "acme", 0)
+        .await
+        .unwrap();
+    assert_eq!(certificates.prune_orphans().await.unwrap(), 0);
     assert_eq!(
         domains
             .by_hostname("shop.example")
