@@ -391,20 +391,7 @@ impl Ingress {
                 }
             }
         }
-        // A path route with strip_prefix: the app sees the rest of the path, and the prefix
-        // in X-Forwarded-Prefix.
-        if let Some(rewritten) = parts
-            .uri
-            .path_and_query()
-            .and_then(|pq| route.rewrite(pq.as_str()))
-        {
-            if let Ok(uri) = rewritten.parse() {
-                parts.uri = uri;
-                if let Ok(v) = HeaderValue::from_str(&route.path_prefix) {
-                    parts.headers.insert("x-forwarded-prefix", v);
-                }
-            }
-        }
+        route.strip_path(&mut parts);
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)

@@ -58,6 +58,25 @@ impl Route {
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
+    /// For a path route with `strip_prefix`: the request's path without the prefix (see
+    /// [`Route::rewrite`]) and the prefix in `X-Forwarded-Prefix`. Other routes: unchanged.
+    pub fn strip_path(&self, parts: &mut http::request::Parts) {
+        let Some(rewritten) = parts
+            .uri
+            .path_and_query()
+            .and_then(|pq| self.rewrite(pq.as_str()))
+        else {
+            return;
+        };
+        if let (Ok(uri), Ok(prefix)) = (
+            rewritten.parse(),
+            http::HeaderValue::from_str(&self.path_prefix),
+        ) {
+            parts.uri = uri;
+            parts.headers.insert("x-forwarded-prefix", prefix);
+        }
+    }
+
     /// `path_and_query` as the app sees it: without the prefix when `strip_prefix` (`/api`
     /// → `/`, `/api/users?x` → `/users?x`); `None` when unchanged.
     pub fn rewrite(&self, path_and_query: &str) -> Option<String> {
