@@ -147,7 +147,10 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
-            t.await.unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(60), t)
+                .await
+                .expect("Berth stops within 60 s")
+                .unwrap();
         }
     }
 
@@ -157,6 +160,9 @@ impl TestApp {
             http: Client::builder()
                 .cookie_store(true)
                 .redirect(reqwest::redirect::Policy::none())
+                // A request that never gets its answer fails the test (naming the request)
+                // instead of hanging the run.
+                .timeout(std::time::Duration::from_secs(120))
                 .build()
                 .unwrap(),
             base: self.base.clone(),
