@@ -315,6 +315,22 @@ async fn path_routes(
         .expect_error(StatusCode::NOT_FOUND, "path_route_not_found")
         .await;
 
+    // The portal's form (a server function) names the field in its errors.
+    let e = owner
+        .rpc(
+            "add_path_route",
+            &[
+                ("id", api.as_str()),
+                ("hostname", "www.shop.example"),
+                ("path_prefix", "no-slash"),
+                ("strip_prefix", "on"),
+            ],
+        )
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_path_prefix")
+        .await;
+    assert_eq!(e["field"], "path_prefix");
+
     // The portal lists it on the deployment's page.
     let (_, _, page) = owner.html(&format!("/deployments/{api}")).await;
     let card = page.split("id=\"path-routes\"").nth(1).unwrap_or_default();

@@ -347,6 +347,7 @@ async fn path_routes_are_unique_per_domain_and_go_with_it(db: Db) {
         ),
         ("shop.example", "/api", true)
     );
+    assert!(!found.domain_verified);
     assert_eq!(domains.paths_for_deployment(&api).await.unwrap().len(), 1);
     assert!(
         domains.verified_paths().await.unwrap().is_empty(),
@@ -364,6 +365,7 @@ async fn path_routes_are_unique_per_domain_and_go_with_it(db: Db) {
         .await
         .unwrap();
     assert_eq!(domains.verified_paths().await.unwrap().len(), 1);
+    assert!(domains.paths_for_deployment(&api).await.unwrap()[0].domain_verified);
     certificates
         .ensure("shop.example", Some(&shop.id), "acme", 0)
         .await

@@ -159,7 +159,7 @@ impl CertificateManager {
     /// Store failures; a failed issuance is recorded on its slot, not returned.
     pub async fn tick(&self, now_ms: i64) -> Result<TickReport, StoreError> {
         let mut report = TickReport::default();
-        self.ensure_self_signed(now_ms).await?;
+        self.ensure_base_certificate(now_ms).await?;
         let certificates = self.store.certificates();
         certificates.prune_orphans().await?;
         if self.settings.directory_url.is_some() {
@@ -242,7 +242,7 @@ impl CertificateManager {
     /// [`CertificateManager::base_from_ca`]; issued and renewed like a domain's), else
     /// self-signed with 30 days left. A switch keeps the held certificate until the next one
     /// is stored.
-    async fn ensure_self_signed(&self, now_ms: i64) -> Result<(), StoreError> {
+    async fn ensure_base_certificate(&self, now_ms: i64) -> Result<(), StoreError> {
         let hostname = format!("*.{}", self.base_domain);
         let certificates = self.store.certificates();
         let source = if self.base_from_ca() {

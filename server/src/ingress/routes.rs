@@ -16,11 +16,10 @@ use crate::store::{
 /// Where requests for one hostname (and path prefix) go.
 #[derive(Debug)]
 pub struct Route {
-    /// The hostname, lower-case, without a port (`*.example.com` for a wildcard domain).
-    pub host: String,
     /// `/`, or a prefix such as `/api` (no trailing `/`) of a path route.
     pub path_prefix: String,
-    /// `host` followed by the prefix unless it is `/`: the route's name in statistics.
+    /// The hostname (lower-case, no port; `*.example.com` for a wildcard domain) followed by
+    /// the prefix unless it is `/`: the route's name in statistics and the access log.
     pub key: String,
     /// The app sees the path without the prefix.
     pub strip_prefix: bool,
@@ -146,7 +145,6 @@ impl RouteTable {
                 format!("{host}{prefix}")
             };
             by_host.entry(host.to_owned()).or_default().push(Route {
-                host: host.to_owned(),
                 path_prefix: prefix.to_owned(),
                 key,
                 strip_prefix: strip,
@@ -358,6 +356,7 @@ mod tests {
             path_prefix: prefix.into(),
             strip_prefix: strip,
             created_at_ms: 0,
+            domain_verified: true,
         }
     }
 

@@ -81,26 +81,6 @@ impl DeploymentsService {
         }
     }
 
-    /// The generated hostnames' domain, the ingress addresses custom domains may point at
-    /// with A/AAAA records, and whether wildcard domains can get certificates (DNS-01).
-    pub fn with_domain_settings(
-        mut self,
-        base_domain: &str,
-        ingress_ips: Vec<std::net::IpAddr>,
-        wildcard_domains: bool,
-    ) -> Self {
-        self.base_domain = base_domain.to_ascii_lowercase();
-        self.ingress_ips = ingress_ips;
-        self.wildcard_domains = wildcard_domains;
-        self
-    }
-
-    /// Shows each deployment's address on the ingress (`None`: no ingress, no address).
-    pub fn with_app_urls(mut self, app_urls: Option<AppUrls>) -> Self {
-        self.app_urls = app_urls;
-        self
-    }
-
     /// The deployment if the caller may see its project (404 otherwise, for both cases).
     pub(super) async fn visible(
         &self,

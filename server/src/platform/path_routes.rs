@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{audit, deployments::DeploymentsService, internal};
 use crate::store::{PathRouteRecord, StoreError};
 
-fn view(p: PathRouteRecord, routed: bool) -> PathRouteView {
+fn view(p: PathRouteRecord) -> PathRouteView {
     PathRouteView {
         id: PathRouteId(p.id),
         deployment_id: DeploymentId(p.deployment_id),
@@ -16,7 +16,7 @@ fn view(p: PathRouteRecord, routed: bool) -> PathRouteView {
         hostname: p.hostname,
         path_prefix: p.path_prefix,
         strip_prefix: p.strip_prefix,
-        routed,
+        routed: p.domain_verified,
     }
 }
 
@@ -28,17 +28,6 @@ fn route_not_found() -> ApiError {
 }
 
 impl DeploymentsService {
-    /// Whether the domain of a path route is verified (so the path is routed).
-    async fn domain_verified(&self, domain_id: &str) -> Result<bool, ApiError> {
-        Ok(self
-            .store
-            .domains()
-            .by_id(domain_id)
-            .await
-            .map_err(internal("load domain"))?
-            .is_some_and(|d| d.status == "verified"))
-    }
-
     pub(super) async fn path_routes_of(
         &self,
         ctx: &RequestContext,
@@ -51,12 +40,7 @@ impl DeploymentsService {
             .paths_for_deployment(&d.id)
             .await
             .map_err(internal("list path routes"))?;
-        let mut views = Vec::with_capacity(routes.len());
-        for p in routes {
-            let routed = self.domain_verified(&p.domain_id).await?;
-            views.push(view(p, routed));
-        }
-        Ok(views)
+        Ok(routes.into_iter().map(view).collect())
     }
 
     pub(super) async fn attach_path_route(
@@ -120,7 +104,7 @@ impl DeploymentsService {
             .await
             .map_err(internal("load path route"))?
             .ok_or_else(route_not_found)?;
-        Ok(view(record, domain.status == "verified"))
+        Ok(view(record))
     }
 
     pub(super) async fn detach_path_route(

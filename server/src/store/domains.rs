@@ -229,10 +229,12 @@ pub struct PathRouteRecord {
     /// The app sees the path without the prefix.
     pub strip_prefix: bool,
     pub created_at_ms: i64,
+    /// Whether the domain is verified (joined from `domains`): only then is the path routed.
+    pub domain_verified: bool,
 }
 
 const PATH_COLUMNS: &str = "p.id, p.domain_id, d.hostname, p.deployment_id, p.path_prefix, \
-     p.strip_prefix, p.created_at_ms";
+     p.strip_prefix, p.created_at_ms, d.status AS domain_status";
 
 fn path_from_row(row: &AnyRow) -> Result<PathRouteRecord, sqlx::Error> {
     Ok(PathRouteRecord {
@@ -243,6 +245,7 @@ fn path_from_row(row: &AnyRow) -> Result<PathRouteRecord, sqlx::Error> {
         path_prefix: row.try_get("path_prefix")?,
         strip_prefix: flag(row.try_get("strip_prefix")?),
         created_at_ms: row.try_get("created_at_ms")?,
+        domain_verified: row.try_get::<String, _>("domain_status")? == "verified",
     })
 }
 
