@@ -18,6 +18,7 @@ use crate::{
         Ingress, Limits,
     },
     jobs::Workers,
+    metrics::{Collector, LiveMetrics, MetricsHub},
     orchestrator::{
         monitor::HealthMonitor, reconciler::Reconciler, topology::register_local_node, Orchestrator,
     },
@@ -248,6 +249,14 @@ impl Application {
             tasks.push(tokio::spawn(manager.clone().run()));
             certificates = Some(manager);
         }
+        let metrics = config.has_role(Role::Metrics).then(|| {
+            let hub = Arc::new(MetricsHub::default());
+            let collector =
+                Collector::new(orchestrator.clone(), hub.clone(), config.metrics_source);
+            let stats = collector.stats.clone();
+            tasks.push(tokio::spawn(collector.run()));
+            LiveMetrics { hub, stats }
+        });
         let oidc = match &config.oidc {
             Some(c) => Some(
                 crate::auth::oidc::OidcProvider::new(c.clone(), &config.public_url)
@@ -263,6 +272,7 @@ impl Application {
             oidc,
             orchestrator,
             ingress_stats,
+            metrics,
         };
         Ok(Self {
             listener,

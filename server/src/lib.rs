@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod ingress;
 pub mod jobs;
+pub mod metrics;
 pub mod orchestrator;
 pub mod platform;
 pub mod runtime;

@@ -8,16 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{deploy::*, *};
+use common::{deploy::*, ws::*, *};
 use futures_util::StreamExt;
-use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::{
-    self, client::IntoClientRequest, http::HeaderValue, protocol::frame::coding::CloseCode, Message,
-};
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
 
 /// A spec whose app prints `<tag> <n>` every 200 ms beside its HTTP server.
 fn ticking_spec(tag: &str) -> Value {
@@ -26,42 +20,6 @@ fn ticking_spec(tag: &str) -> Value {
          exec /bin/busybox httpd -f -p 8080 -h /www"
     );
     command_spec(&["/bin/busybox", "sh", "-c", &script])
-}
-
-async fn token(b: &Browser) -> String {
-    let created = b
-        .post_json("/api/v1/tokens", &json!({"name": "logs"}))
-        .await
-        .expect_status(StatusCode::CREATED)
-        .await;
-    created["secret"].as_str().unwrap().to_owned()
-}
-
-async fn connect(
-    app: &TestApp,
-    path: &str,
-    headers: &[(&'static str, &str)],
-) -> Result<Socket, tungstenite::Error> {
-    let mut request = format!("ws://{}{path}", app.addr)
-        .into_client_request()
-        .unwrap();
-    for (name, value) in headers {
-        request
-            .headers_mut()
-            .insert(*name, HeaderValue::from_str(value).unwrap());
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(s, _)| s)
-}
-
-/// The HTTP status a refused handshake got.
-fn refused_with(result: Result<Socket, tungstenite::Error>) -> u16 {
-    match result {
-        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(e) => panic!("unexpected handshake error: {e}"),
-        Ok(_) => panic!("the handshake was accepted"),
-    }
 }
 
 /// The next log line, or `None` when the socket closed; panics after `wait`.

@@ -55,10 +55,12 @@ id_type!(
 mod deployment;
 mod deployment_form;
 mod domain;
+mod metrics;
 mod validate_spec;
 pub use deployment::*;
 pub use deployment_form::DeploymentForm;
 pub use domain::*;
+pub use metrics::*;
 pub use validate_spec::*;
 
 /// Platform-wide role of a user. `Admin` runs the platform and sees every project;

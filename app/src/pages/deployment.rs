@@ -1,6 +1,7 @@
 //! One deployment: status, lifecycle buttons, instances, releases (with rollback), jobs with
-//! their steps, settings (a new release on save), custom domains and logs. Status, instances,
-//! releases and jobs refresh every 2 s; the settings form, domains and logs keep their state.
+//! their steps, settings (a new release on save), custom domains, live metrics and logs.
+//! Status, instances, releases and jobs refresh every 2 s; the settings form, domains and
+//! logs keep their state.
 
 use std::time::Duration;
 
@@ -10,11 +11,13 @@ use leptos_router::hooks::use_params_map;
 use super::{
     deployments::StatusBadge,
     domains::{Domains, PathRoutes},
+    metrics::LiveMetrics,
 };
 use crate::{
     api::deployments::{deployment_logs, get_deployment, DeploymentLifecycle, UpdateDeployment},
     components::{
-        action_error, format_time, Card, ErrorPanel, Field, FormError, Portal, Submit, TextArea,
+        action_error, format_time, Card, ErrorPanel, Field, FormError, LiveSocket, Portal, Submit,
+        TextArea,
     },
     model::{DeploymentDetail, DeploymentForm, InstanceView, JobView, ReleaseView},
 };
@@ -82,6 +85,7 @@ fn DeploymentDetailView() -> impl IntoView {
             view! {
                 <Domains id=id.clone() />
                 <PathRoutes id=id.clone() />
+                <LiveMetrics id=id.clone() />
                 <Logs id=id />
             }
         }}
@@ -320,9 +324,9 @@ fn Logs(id: String) -> impl IntoView {
     // multi-threaded runtime, where a thread-local value must not be touched from another
     // thread) the placeholder is plain shared storage.
     #[cfg(feature = "hydrate")]
-    let socket = StoredValue::new_local(None::<live::Follow>);
+    let socket = StoredValue::new_local(None::<LiveSocket>);
     #[cfg(not(feature = "hydrate"))]
-    let socket = StoredValue::new(None::<live::Follow>);
+    let socket = StoredValue::new(None::<LiveSocket>);
     let fid = id.clone();
     let toggle = move |_| {
         if following.get_untracked() {
@@ -331,7 +335,7 @@ fn Logs(id: String) -> impl IntoView {
         } else {
             live.set(Vec::new());
             ended.set(None);
-            socket.set_value(live::Follow::open(&fid, live, ended));
+            socket.set_value(follow_logs(&fid, live, ended));
             following.set(true);
         }
     };
@@ -371,98 +375,35 @@ fn Logs(id: String) -> impl IntoView {
     }
 }
 
-/// The browser side of following logs: a WebSocket whose messages are appended to a signal.
-mod live {
-    use leptos::prelude::*;
+/// Most lines the live view keeps; older ones scroll away.
+const LIVE_LINES_MAX: usize = 2000;
 
-    /// Most lines the live view keeps; older ones scroll away.
-    #[cfg(feature = "hydrate")]
-    const LIVE_LINES_MAX: usize = 2000;
-
-    /// An open socket with its handlers; closing happens on drop.
-    pub struct Follow {
-        #[cfg(feature = "hydrate")]
-        ws: web_sys::WebSocket,
-        #[cfg(feature = "hydrate")]
-        _on_message: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::MessageEvent)>,
-        #[cfg(feature = "hydrate")]
-        _on_close: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::CloseEvent)>,
-    }
-
-    impl Follow {
-        /// Opens `/ws/deployments/{id}/logs` on this page's host; each line is appended to
-        /// `lines` (the oldest dropped beyond the cap); why the stream ended goes to `ended`.
-        #[cfg(feature = "hydrate")]
-        pub fn open(
-            id: &str,
-            lines: RwSignal<Vec<String>>,
-            ended: RwSignal<Option<String>>,
-        ) -> Option<Self> {
-            use wasm_bindgen::{closure::Closure, JsCast};
-            let location = web_sys::window()?.location();
-            let scheme = if location.protocol().ok()? == "https:" {
-                "wss"
-            } else {
-                "ws"
+/// Follows `/ws/deployments/{id}/logs`: each line is appended to `lines` (the oldest dropped
+/// beyond the cap); why the stream ended goes to `ended`.
+fn follow_logs(
+    id: &str,
+    lines: RwSignal<Vec<String>>,
+    ended: RwSignal<Option<String>>,
+) -> Option<LiveSocket> {
+    LiveSocket::open(
+        &format!("/ws/deployments/{id}/logs?tail=200"),
+        move |text| {
+            let Ok(line) = serde_json::from_str::<crate::model::LogLine>(&text) else {
+                return;
             };
-            let url = format!(
-                "{scheme}://{}/ws/deployments/{id}/logs?tail=200",
-                location.host().ok()?
-            );
-            let ws = web_sys::WebSocket::new(&url).ok()?;
-            let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
-                move |e: web_sys::MessageEvent| {
-                    let Some(text) = e.data().as_string() else {
-                        return;
-                    };
-                    let Ok(line) = serde_json::from_str::<crate::model::LogLine>(&text) else {
-                        return;
-                    };
-                    lines.update(|v| {
-                        v.push(super::format_line(&line));
-                        let excess = v.len().saturating_sub(LIVE_LINES_MAX);
-                        v.drain(..excess);
-                    });
-                },
-            );
-            let on_close =
-                Closure::<dyn FnMut(web_sys::CloseEvent)>::new(move |e: web_sys::CloseEvent| {
-                    let why = match e.code() {
-                        1000 | 1005 => "The log stream ended.".to_owned(),
-                        4404 => "The deployment is gone or no longer yours.".to_owned(),
-                        _ => format!(
-                            "The log stream was cut ({}). Follow again to resume.",
-                            e.code()
-                        ),
-                    };
-                    ended.set(Some(why));
-                });
-            ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-            ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-            Some(Self {
-                ws,
-                _on_message: on_message,
-                _on_close: on_close,
-            })
-        }
-
-        /// Server-side rendering never follows.
-        #[cfg(not(feature = "hydrate"))]
-        pub fn open(
-            _id: &str,
-            _lines: RwSignal<Vec<String>>,
-            _ended: RwSignal<Option<String>>,
-        ) -> Option<Self> {
-            None
-        }
-    }
-
-    #[cfg(feature = "hydrate")]
-    impl Drop for Follow {
-        fn drop(&mut self) {
-            self.ws.set_onmessage(None);
-            self.ws.set_onclose(None);
-            let _ = self.ws.close();
-        }
-    }
+            lines.update(|v| {
+                v.push(format_line(&line));
+                let excess = v.len().saturating_sub(LIVE_LINES_MAX);
+                v.drain(..excess);
+            });
+        },
+        move |code| {
+            let why = match code {
+                1000 | 1005 => "The log stream ended.".to_owned(),
+                4404 => "The deployment is gone or no longer yours.".to_owned(),
+                _ => format!("The log stream was cut ({code}). Follow again to resume."),
+            };
+            ended.set(Some(why));
+        },
+    )
 }

@@ -5,6 +5,7 @@ mod admin;
 mod deployment;
 mod deployments;
 mod domains;
+mod metrics;
 mod nodes;
 mod project;
 mod projects;

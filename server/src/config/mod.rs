@@ -173,6 +173,10 @@ pub struct Config {
     /// (`[acme_dns_update]` with `server`, `key_name`, `key_algorithm`, `key_secret`).
     /// Wildcard custom domains are accepted only when it is set. Default: none.
     pub acme_dns_update: Option<crate::ingress::dns_update::DnsUpdateConfig>,
+    /// Where the metrics streamer (role `metrics`) reads instances' counters: `auto` (the
+    /// containers' cgroup files when the engine is local, else the engine's stats stream)
+    /// or `docker` (always the stats stream). Default `auto`.
+    pub metrics_source: crate::metrics::MetricsSource,
 }
 
 /// An address, or `None` for an empty string.
@@ -224,6 +228,7 @@ impl Default for Config {
             acme_contact: Vec::new(),
             acme_ca_roots: None,
             acme_challenge: crate::ingress::acme::ChallengeKind::Http01,
+            metrics_source: crate::metrics::MetricsSource::Auto,
             acme_dns_update: None,
         }
     }

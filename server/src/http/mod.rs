@@ -36,6 +36,8 @@ pub struct AppState {
     pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
     /// The per-route counters of this process's ingress (`None` without one).
     pub ingress_stats: Option<Arc<crate::ingress::observe::IngressStats>>,
+    /// The live metrics of this process (`None` without the `metrics` role).
+    pub metrics: Option<crate::metrics::LiveMetrics>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -113,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         )
         .nest("/api/v1", rest::router())
         .route("/ws/deployments/{id}/logs", get(ws::deployment_logs))
+        .route("/ws/deployments/{id}/metrics", get(ws::deployment_metrics))
         .route("/auth/oidc/start", get(oidc::start))
         .route(crate::auth::oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/healthz", get(healthz))

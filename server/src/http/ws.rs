@@ -1,5 +1,6 @@
 //! WebSocket endpoints (`/ws/…`).
 //!
+//! ## Logs
 //! `GET /ws/deployments/{id}/logs?tail=N` follows a deployment's instance output live. The
 //! caller is checked before the upgrade (a stranger gets the usual 404 JSON envelope, not a
 //! socket; a cross-site upgrade with the session cookie is refused by the middleware like a
@@ -11,11 +12,19 @@
 //! delivers it. Instances that appear later (a rollout, a restart) are followed from their
 //! first line on. A line written between reading the tail and starting to follow may be
 //! missed; none is sent twice.
+//!
+//! ## Metrics
+//! `GET /ws/deployments/{id}/metrics` streams the deployment's metrics samples, checked like
+//! the logs socket. Text frames, one JSON [`MetricsFrame`] each: first `window` (the last 15
+//! minutes of every instance, oldest first), then one `sample` per instance and second.
+//! A socket that cannot keep up gets `skipped` with the number of samples (of every
+//! deployment) that went by unsent, and goes on from the newest ones. Only a process with
+//! the `metrics` role serves it; elsewhere the handshake gets 503 `metrics_unavailable`.
 
 use std::{collections::HashMap, time::Duration};
 
 use app::{
-    model::{DeploymentId, InstanceId, LogLine},
+    model::{ApiError, DeploymentId, InstanceId, LogLine, MetricsFrame, MetricsSample},
     services::RequestContext,
 };
 use axum::{
@@ -28,10 +37,13 @@ use axum::{
 };
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::{sync::mpsc, task::JoinSet};
+use tokio::{
+    sync::{broadcast::error::RecvError, mpsc},
+    task::JoinSet,
+};
 
 use super::{rest::RestError, AppState};
-use crate::platform::LOG_TAIL_MAX;
+use crate::{metrics::MetricsHub, platform::LOG_TAIL_MAX};
 
 /// How often a follower re-checks access and looks for new instances.
 pub const RECHECK: Duration = Duration::from_secs(2);
@@ -89,13 +101,7 @@ async fn follow(
         tokio::select! {
             _ = recheck.tick() => {
                 // Access first: membership can be revoked and the deployment deleted meanwhile.
-                if let Err(e) = state.services.deployments.get_deployment(&ctx, &id).await {
-                    let _ = socket
-                        .send(Message::Close(Some(CloseFrame {
-                            code: 4000 + e.status,
-                            reason: e.message.chars().take(100).collect::<String>().into(),
-                        })))
-                        .await;
+                if !still_allowed(&mut socket, &state, &ctx, &id).await {
                     return;
                 }
                 // Instances there at connect time were covered by the backlog; later ones are
@@ -162,5 +168,108 @@ async fn start_followers(
 
 async fn send(socket: &mut WebSocket, line: &LogLine) -> Result<(), axum::Error> {
     let text = serde_json::to_string(line).expect("a log line serialises");
+    socket.send(Message::Text(text.into())).await
+}
+
+/// Whether the caller may still see deployment `id`; when not, closes the socket with
+/// 4000 + the HTTP status (4404 for a deleted deployment or a removed member).
+async fn still_allowed(
+    socket: &mut WebSocket,
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &DeploymentId,
+) -> bool {
+    let Err(e) = state.services.deployments.get_deployment(ctx, id).await else {
+        return true;
+    };
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 4000 + e.status,
+            reason: e.message.chars().take(100).collect::<String>().into(),
+        })))
+        .await;
+    false
+}
+
+/// `GET /ws/deployments/{id}/metrics`: see the module documentation.
+pub async fn deployment_metrics(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> Response {
+    let id = DeploymentId(id);
+    let refused =
+        |e: ApiError| RestError(e.with_request_id(ctx.request_id.clone())).into_response();
+    if let Err(e) = state.services.deployments.get_deployment(&ctx, &id).await {
+        return refused(e);
+    }
+    let Some(metrics) = state.metrics.clone() else {
+        return refused(ApiError::new(
+            503,
+            "metrics_unavailable",
+            "this Berth process does not run the metrics role; connect to one that does",
+        ));
+    };
+    ws.on_upgrade(move |socket| stream_metrics(socket, state, ctx, id, metrics.hub))
+}
+
+async fn stream_metrics(
+    mut socket: WebSocket,
+    state: AppState,
+    ctx: RequestContext,
+    id: DeploymentId,
+    hub: std::sync::Arc<MetricsHub>,
+) {
+    // Subscribe before reading the window, so that nothing falls between the two; what is
+    // in both is sent once.
+    let mut live = hub.subscribe();
+    let samples = hub.window(&id);
+    let mut sent_up_to: HashMap<InstanceId, i64> = HashMap::new();
+    for s in &samples {
+        sent_up_to.insert(s.instance_id.clone(), s.at_ms);
+    }
+    if send_frame(&mut socket, &MetricsFrame::Window { samples })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+    loop {
+        tokio::select! {
+            _ = recheck.tick() => {
+                if !still_allowed(&mut socket, &state, &ctx, &id).await {
+                    return;
+                }
+            }
+            received = live.recv() => {
+                let frame = match received {
+                    Ok(sample) if sample.deployment_id == id => {
+                        let newer = sent_up_to.get(&sample.instance_id).is_none_or(|t| sample.at_ms > *t);
+                        if !newer {
+                            continue;
+                        }
+                        sent_up_to.insert(sample.instance_id.clone(), sample.at_ms);
+                        MetricsFrame::Sample { sample: MetricsSample::clone(&sample) }
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(missed)) => MetricsFrame::Skipped { missed },
+                    Err(RecvError::Closed) => return,
+                };
+                if send_frame(&mut socket, &frame).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn send_frame(socket: &mut WebSocket, frame: &MetricsFrame) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(frame).expect("a metrics frame serialises");
     socket.send(Message::Text(text.into())).await
 }

@@ -126,7 +126,7 @@ fn status_of(e: &bollard::errors::Error) -> Option<u16> {
     }
 }
 
-fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+pub(super) fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     if t.year() < 2000 {
         return None; // "0001-01-01T00:00:00Z": never started

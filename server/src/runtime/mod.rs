@@ -4,6 +4,7 @@
 
 mod containers;
 mod ssh;
+mod stats;
 
 pub use containers::{
     CommandHealthcheck, ContainerEvent, ContainerSpec, ContainerStatus, OutputLine, ResolvedImage,

@@ -1,0 +1,315 @@
+//! The streamer: one sample per running instance and second, published to the hub.
+//!
+//! Every second it lists the instances the reconciler recorded as running (one query of
+//! `deployment_locations`), starts a source for each new container and drops the sources of
+//! containers that are gone, so sources follow rollouts, restarts and scaling.
+//!
+//! A source is either the container's cgroup files (when the engine is the local Unix socket
+//! and the container's first process is visible here; read together once a second in a
+//! blocking task) or the engine's stats stream (one task per container that reconnects with
+//! backoff when the stream breaks). Both fill the same [`Reading`]; the sample of an
+//! interval is [`reading::sample`] of two consecutive readings.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use app::model::{DeploymentId, InstanceId};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use super::{
+    cgroup::{ContainerFiles, Host},
+    hub::MetricsHub,
+    reading::{self, Reading, Subject},
+};
+use crate::{
+    orchestrator::Orchestrator,
+    runtime::{Endpoint, Engine},
+    store::now_ms,
+};
+
+/// Time between samples.
+pub const RESOLUTION: Duration = Duration::from_secs(1);
+
+/// Longest wait before a broken stats stream is opened again.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where readings come from (config `metrics_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsSource {
+    /// The cgroup files where possible, else the engine's stats stream.
+    #[default]
+    Auto,
+    /// Always the engine's stats stream.
+    Docker,
+}
+
+/// What [`Collector::probe`] found.
+enum Probe {
+    Cgroup(ContainerFiles),
+    Stream,
+    /// The container does not run now.
+    NotNow,
+}
+
+/// How an instance is read.
+enum Source {
+    Cgroup(ContainerFiles),
+    /// The stream task; aborted when the instance goes.
+    Docker(JoinHandle<()>),
+}
+
+struct Tracked {
+    container_id: String,
+    subject: Subject,
+    source: Source,
+    previous: Option<Reading>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Source::Docker(task) = &self.source {
+            task.abort();
+        }
+    }
+}
+
+/// Counters of the streamer, for the observability endpoint and tests.
+#[derive(Debug, Default)]
+pub struct CollectorStats {
+    /// Samples published.
+    pub samples: AtomicU64,
+    /// Readings that failed (a file gone, a stream broken, an engine call failed).
+    pub errors: AtomicU64,
+    /// Instances read from their cgroup right now.
+    pub cgroup_sources: AtomicU64,
+    /// Instances read through the stats stream right now.
+    pub docker_sources: AtomicU64,
+}
+
+/// A reading from a stats stream: `(instance id, container id, reading)`.
+type StreamReading = (String, String, Reading);
+
+/// The streamer of one process (role `metrics`).
+pub struct Collector {
+    orch: Arc<Orchestrator>,
+    hub: Arc<MetricsHub>,
+    preference: MetricsSource,
+    /// Counters, shared with whoever reports them.
+    pub stats: Arc<CollectorStats>,
+}
+
+impl Collector {
+    pub fn new(orch: Arc<Orchestrator>, hub: Arc<MetricsHub>, preference: MetricsSource) -> Self {
+        Self {
+            orch,
+            hub,
+            preference,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Samples until the task is aborted.
+    pub async fn run(self) {
+        let mut tracked: HashMap<String, Tracked> = HashMap::new();
+        let (tx, mut rx) = mpsc::channel::<StreamReading>(1024);
+        let mut tick = tokio::time::interval(RESOLUTION);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.follow_instances(&mut tracked, &tx).await;
+                    self.read_cgroups(&mut tracked).await;
+                    self.hub.forget_stale(now_ms());
+                }
+                Some((instance, container, reading)) = rx.recv() => {
+                    if let Some(t) = tracked.get_mut(&instance) {
+                        if t.container_id == container {
+                            self.advance(t, reading);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts sources for new running containers and drops those of gone ones.
+    async fn follow_instances(
+        &self,
+        tracked: &mut HashMap<String, Tracked>,
+        tx: &mpsc::Sender<StreamReading>,
+    ) {
+        let Ok(locations) = self.orch.store.locations().all().await else {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let running: HashMap<String, _> = locations
+            .into_iter()
+            .filter(|l| l.status == "running")
+            .filter_map(|l| Some((l.id.clone(), (l.container_id.clone()?, l))))
+            .collect();
+        tracked.retain(|id, t| running.get(id).is_some_and(|(c, _)| *c == t.container_id));
+        for (id, (container, loc)) in running {
+            if tracked.contains_key(&id) {
+                continue;
+            }
+            let Ok(engine) = self.orch.engine(&loc.node_id) else {
+                continue;
+            };
+            let source = match self.probe(&engine, &container).await {
+                Probe::Cgroup(files) => Source::Cgroup(files),
+                Probe::Stream => Source::Docker(tokio::spawn(stream_readings(
+                    engine,
+                    id.clone(),
+                    container.clone(),
+                    tx.clone(),
+                    self.stats.clone(),
+                ))),
+                Probe::NotNow => continue,
+            };
+            let subject = Subject {
+                instance_id: InstanceId(id.clone()),
+                deployment_id: DeploymentId(loc.deployment_id.clone()),
+                cpu_millicores: loc.cpu_millicores,
+            };
+            tracked.insert(
+                id,
+                Tracked {
+                    container_id: container,
+                    subject,
+                    source,
+                    previous: None,
+                },
+            );
+        }
+        let cgroup = tracked
+            .values()
+            .filter(|t| matches!(t.source, Source::Cgroup(_)))
+            .count() as u64;
+        self.stats.cgroup_sources.store(cgroup, Ordering::Relaxed);
+        self.stats
+            .docker_sources
+            .store(tracked.len() as u64 - cgroup, Ordering::Relaxed);
+    }
+
+    /// How `container` is to be read.
+    async fn probe(&self, engine: &Engine, container: &str) -> Probe {
+        if self.preference != MetricsSource::Auto
+            || !matches!(Endpoint::parse(engine.endpoint()), Ok(Endpoint::Unix(_)))
+        {
+            return Probe::Stream;
+        }
+        let pid = match engine.container_pid(container).await {
+            Ok(Some(pid)) => pid,
+            // Not running (any more) or the engine did not answer: the next round decides.
+            Ok(None) | Err(_) => return Probe::NotNow,
+        };
+        match ContainerFiles::locate(pid, container) {
+            Ok(files) => Probe::Cgroup(files),
+            Err(e) => {
+                tracing::debug!(container, error = %e, "metrics: reading through the stats stream");
+                Probe::Stream
+            }
+        }
+    }
+
+    /// Reads every cgroup source at once (file reads, in a blocking task) and publishes.
+    async fn read_cgroups(&self, tracked: &mut HashMap<String, Tracked>) {
+        let files: Vec<(String, ContainerFiles)> = tracked
+            .iter()
+            .filter_map(|(id, t)| match &t.source {
+                Source::Cgroup(f) => Some((id.clone(), f.clone())),
+                Source::Docker(_) => None,
+            })
+            .collect();
+        if files.is_empty() {
+            return;
+        }
+        let readings = tokio::task::spawn_blocking(move || {
+            let host = Host::read();
+            files
+                .into_iter()
+                .map(|(id, f)| {
+                    let r = match &host {
+                        Ok(host) => f.read(host, now_ms()),
+                        Err(e) => Err(e.clone()),
+                    };
+                    (id, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (id, reading) in readings {
+            match reading {
+                Ok(r) => {
+                    if let Some(t) = tracked.get_mut(&id) {
+                        self.advance(t, r);
+                    }
+                }
+                Err(e) => {
+                    // The container stopped between the listing and the read, most likely;
+                    // the next listing drops or replaces the source.
+                    tracing::debug!(instance = %id, error = %e, "metrics: cgroup read failed");
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracked.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Publishes the sample between the previous reading and `reading`.
+    fn advance(&self, t: &mut Tracked, reading: Reading) {
+        if let Some(previous) = t.previous.replace(reading) {
+            if reading.at_ms > previous.at_ms {
+                self.hub
+                    .publish(reading::sample(&t.subject, &previous, &reading));
+                self.stats.samples.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Follows one container's stats stream, reopening it with exponential backoff (1 s, 2 s,
+/// … at most [`MAX_BACKOFF`]) when it breaks, until aborted.
+async fn stream_readings(
+    engine: Arc<Engine>,
+    instance: String,
+    container: String,
+    tx: mpsc::Sender<StreamReading>,
+    stats: Arc<CollectorStats>,
+) {
+    let mut backoff = RESOLUTION;
+    loop {
+        let mut stream = Box::pin(engine.stats_stream(&container));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(r) => {
+                    backoff = RESOLUTION;
+                    if tx
+                        .send((instance.clone(), container.clone(), r))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%container, error = %e, "metrics: stats stream broke");
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
