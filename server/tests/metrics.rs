@@ -20,6 +20,7 @@ use berth::{
 };
 use common::{deploy::*, ws::*, *};
 use futures_util::StreamExt;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
 
@@ -88,6 +89,11 @@ async fn live_metrics(source: MetricsSource) {
     let db = fresh_db(Db::Sqlite).await;
     let mut config = test_config(&db);
     config.metrics_source = source;
+    // Prometheus is on in the cgroup run only.
+    let prometheus_token = "prometheus token 1";
+    if source == MetricsSource::Auto {
+        config.metrics_token = Some(prometheus_token.into());
+    }
     let app = TestApp::start(config).await;
     let admin = app.admin_client().await;
     let (owner, project_id) = project(&app, &admin, "metrics@example.com", "metrics").await;
@@ -133,6 +139,57 @@ async fn live_metrics(source: MetricsSource) {
         "one core: {busy}"
     );
     assert!(busy["pids"].as_u64().unwrap() >= 2, "{busy}");
+
+    // The same figures for Prometheus (its own token, nobody else's), and the streamer's
+    // health for admins.
+    let scrape = |token: Option<String>| {
+        let request = reqwest::Client::new().get(format!("{}/metrics", app.base));
+        let request = match token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
+        async move { request.send().await.unwrap() }
+    };
+    let source_label = match source {
+        MetricsSource::Auto => "cgroup",
+        MetricsSource::Docker => "docker",
+    };
+    if source == MetricsSource::Auto {
+        let refused = scrape(None).await;
+        assert_eq!(refused.status(), 401);
+        assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+        let api_token = bearer.trim_start_matches("Bearer ").to_owned();
+        assert_eq!(scrape(Some(api_token)).await.status(), 401);
+        let text = scrape(Some(prometheus_token.into()))
+            .await
+            .text()
+            .await
+            .unwrap();
+        for expected in [
+            format!("berth_instance_cpu_percent{{deployment=\"{id}\",instance="),
+            "berth_node_cpu_capacity_cores{node=\"local\"".to_owned(),
+            "berth_node_cpu_allocated_cores{node=\"local\"".to_owned(),
+            "# TYPE berth_jobs gauge".to_owned(),
+            format!("berth_metrics_sources{{source=\"{source_label}\"}} 1\n"),
+            "berth_metrics_subscribers 1\n".to_owned(),
+        ] {
+            assert!(text.contains(&expected), "{expected} missing from\n{text}");
+        }
+    } else {
+        let off = scrape(Some(prometheus_token.into())).await;
+        assert_eq!(off.status(), 404);
+    }
+    owner
+        .get("/metrics/observability")
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden")
+        .await;
+    let health = admin.get("/metrics/observability").await.expect_ok().await;
+    assert_eq!(health["streaming"], true, "{health}");
+    assert_eq!(health[format!("{source_label}_sources")], 1, "{health}");
+    assert!(health["samples"].as_u64().unwrap() >= 1, "{health}");
+    let healthz = owner.get("/healthz").await.expect_ok().await;
+    assert_eq!(healthz["metrics"]["state"], "streaming", "{healthz}");
 
     // 40 MiB written to the container's tmpfs (charged to its memory) shows up within the
     // first two samples read after the write returned.

@@ -43,7 +43,7 @@ pub fn format_value(unit: Unit, value: f64) -> String {
 }
 
 /// The top of the y axis for values up to `max`: 1, 2 or 5 × a power of ten (of the binary
-/// multiple, for bytes), so that tick labels are round. At least 1 unit (1 % or 1 B).
+/// multiple, for bytes), so that tick labels are round. At least 1 % or 1 KiB.
 pub fn axis_top(unit: Unit, max: f64) -> f64 {
     let (scale, v) = match unit {
         Unit::Percent => (1.0, max),
@@ -56,7 +56,13 @@ pub fn axis_top(unit: Unit, max: f64) -> f64 {
         }
     };
     if v.is_nan() || v <= 1.0 {
-        return scale;
+        // At least 1 % or 1 KiB, so that an idle chart's tick labels are not fractions of a
+        // byte.
+        return if unit == Unit::Percent {
+            1.0
+        } else {
+            scale.max(1024.0)
+        };
     }
     let power = 10f64.powf(v.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0]
@@ -313,7 +319,8 @@ mod tests {
         assert_eq!(axis_top(Unit::Bytes, 48.0 * mib), 50.0 * mib);
         assert_eq!(axis_top(Unit::Bytes, 256.0 * mib), 500.0 * mib);
         assert_eq!(axis_top(Unit::BytesPerSecond, 900.0), 1000.0);
-        assert_eq!(axis_top(Unit::Bytes, f64::NAN), 1.0);
+        assert_eq!(axis_top(Unit::BytesPerSecond, 0.5), 1024.0);
+        assert_eq!(axis_top(Unit::Bytes, f64::NAN), 1024.0);
     }
 
     #[test]

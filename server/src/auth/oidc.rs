@@ -17,6 +17,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
+use super::constant_time_eq;
 use crate::{
     config::OidcConfig,
     store::{NewUser, Store, StoreError, UserRecord},
@@ -224,10 +225,6 @@ fn claim_has_value(claim: &serde_json::Value, value: &str) -> bool {
         serde_json::Value::Array(items) => items.iter().any(|i| i.as_str() == Some(value)),
         _ => false,
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Finds or creates the Berth account of a verified identity:

@@ -177,6 +177,9 @@ pub struct Config {
     /// containers' cgroup files when the engine is local, else the engine's stats stream)
     /// or `docker` (always the stats stream). Default `auto`.
     pub metrics_source: crate::metrics::MetricsSource,
+    /// The bearer token Prometheus sends to `GET /metrics`. Default: none, and `/metrics`
+    /// answers 404. Prefer `BERTH_METRICS_TOKEN_FILE`.
+    pub metrics_token: Option<String>,
 }
 
 /// An address, or `None` for an empty string.
@@ -229,6 +232,7 @@ impl Default for Config {
             acme_ca_roots: None,
             acme_challenge: crate::ingress::acme::ChallengeKind::Http01,
             metrics_source: crate::metrics::MetricsSource::Auto,
+            metrics_token: None,
             acme_dns_update: None,
         }
     }
@@ -462,7 +466,7 @@ impl Config {
 }
 
 /// Top-level keys that have no default value.
-const OPTIONAL_KEYS: [&str; 3] = ["oidc", "secret_key", "acme_dns_update"];
+const OPTIONAL_KEYS: [&str; 4] = ["oidc", "secret_key", "acme_dns_update", "metrics_token"];
 
 /// Top-level keys given (in the file or the environment) that `Config` does not have.
 fn unknown_keys(figment: &Figment) -> Vec<String> {

@@ -1,5 +1,6 @@
 //! The axum router: Leptos pages and server functions, `/api/v1`, `/healthz`, static assets.
 
+mod metrics;
 pub mod middleware;
 mod oidc;
 pub mod rest;
@@ -73,13 +74,22 @@ async fn favicon() -> Response {
 /// `GET /healthz`: 200 `{"status":"ok","database":"ok"}` when the database answers; 503 with
 /// `"database":"unreachable"` otherwise.
 async fn healthz(State(state): State<AppState>) -> Response {
+    // The streamer: `off` without the metrics role, else how many readings failed so far.
+    let metrics = match &state.metrics {
+        None => serde_json::json!("off"),
+        Some(m) => serde_json::json!({
+            "state": "streaming",
+            "errors": m.stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+        }),
+    };
     match state.store.ping().await {
-        Ok(()) => Json(serde_json::json!({"status": "ok", "database": "ok"})).into_response(),
+        Ok(()) => Json(serde_json::json!({"status": "ok", "database": "ok", "metrics": metrics}))
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "degraded", "database": "unreachable"})),
+                Json(serde_json::json!({"status": "degraded", "database": "unreachable", "metrics": metrics})),
             )
                 .into_response()
         }
@@ -119,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/oidc/start", get(oidc::start))
         .route(crate::auth::oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/healthz", get(healthz))
+        .route("/metrics/observability", get(metrics::observability))
         .route(STYLESHEET_PATH, get(stylesheet))
         .route("/public/favicon.svg", get(favicon))
         .route("/favicon.ico", get(favicon))
@@ -129,5 +140,11 @@ pub fn router(state: AppState) -> Router {
             middleware::request_context,
         ))
         .layer(sessions)
-        .with_state(state)
+        .with_state(state.clone())
+        // Outside the middleware: Prometheus authenticates with its own token.
+        .merge(
+            Router::new()
+                .route(metrics::EXPOSITION_PATH, get(metrics::exposition))
+                .with_state(state),
+        )
 }

@@ -84,6 +84,18 @@ impl MetricsHub {
             .collect()
     }
 
+    /// The newest sample of every instance.
+    pub fn newest(&self) -> Vec<MetricsSample> {
+        let windows = self.windows.lock().expect("metrics windows");
+        let mut samples: Vec<MetricsSample> = windows
+            .values()
+            .filter_map(|w| w.back())
+            .map(|s| MetricsSample::clone(s))
+            .collect();
+        samples.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        samples
+    }
+
     /// Drops the windows of instances whose newest sample is older than [`WINDOW`] at
     /// `now_ms` (instances that are gone).
     pub fn forget_stale(&self, now_ms: i64) {

@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod collector;
 pub mod hub;
+pub mod prometheus;
 pub mod reading;
 
 pub use collector::{Collector, CollectorStats, MetricsSource};

@@ -100,6 +100,22 @@ impl<'a> Jobs<'a> {
         Ok(id)
     }
 
+    /// `(kind, status, count)` of the jobs that are `queued` or `running`.
+    ///
+    /// # Errors
+    /// `Database`.
+    pub async fn depths(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT kind, status, COUNT(*) AS n FROM jobs \
+             WHERE status IN ('queued', 'running') GROUP BY kind, status ORDER BY kind, status",
+        )
+        .fetch_all(self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("kind")?, r.try_get("status")?, r.try_get("n")?)))
+            .collect()
+    }
+
     /// Claims the oldest queued job whose deployment has no running job, for `lease_ms`.
     /// Claiming is a conditional update, so two workers (or controllers) never both win.
     ///

@@ -1,0 +1,162 @@
+//! The metrics endpoints outside `/api/v1`:
+//!
+//! - `GET /metrics`: the Prometheus exposition ([`crate::metrics::prometheus`]), for the
+//!   bearer token of `metrics_token` (compared in constant time). Without that setting the
+//!   endpoint answers 404; a missing or wrong token gets 401 with `WWW-Authenticate: Bearer`.
+//!   It is routed outside the session and API-token middleware, so Berth's API tokens do
+//!   not open it and its token opens nothing else.
+//! - `GET /metrics/observability` (admins): the streamer's health as JSON.
+
+use std::sync::atomic::Ordering;
+
+use app::{model::ApiError, services::RequestContext};
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Extension, Json,
+};
+use serde::Serialize;
+
+use super::{rest::RestError, AppState};
+use crate::{
+    auth::constant_time_eq,
+    metrics::{
+        prometheus::{self, Scrape, StreamerFigures},
+        LiveMetrics,
+    },
+};
+
+/// Where Prometheus scrapes.
+pub const EXPOSITION_PATH: &str = "/metrics";
+
+fn streamer(m: &LiveMetrics) -> StreamerFigures {
+    let (_, cached_samples) = m.hub.size();
+    StreamerFigures {
+        samples: m.stats.samples.load(Ordering::Relaxed),
+        errors: m.stats.errors.load(Ordering::Relaxed),
+        cgroup_sources: m.stats.cgroup_sources.load(Ordering::Relaxed),
+        docker_sources: m.stats.docker_sources.load(Ordering::Relaxed),
+        subscribers: m.hub.subscribers(),
+        cached_samples,
+    }
+}
+
+/// `GET /metrics`: see the module documentation.
+pub async fn exposition(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(expected) = state
+        .config
+        .metrics_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    else {
+        return RestError(ApiError::not_found(
+            "metrics_disabled",
+            "The Prometheus endpoint is off: set metrics_token (BERTH_METRICS_TOKEN_FILE) to turn it on.",
+        ))
+        .into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+        let mut response = RestError(ApiError::new(
+            401,
+            "invalid_token",
+            "GET /metrics needs 'Authorization: Bearer <metrics_token>'.",
+        ))
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    let store = &state.store;
+    let gathered = async {
+        anyhow::Ok(Scrape {
+            samples: state
+                .metrics
+                .as_ref()
+                .map(|m| m.hub.newest())
+                .unwrap_or_default(),
+            nodes: store.topology().nodes().await?,
+            allocations: store.locations().allocations().await?,
+            routes: state
+                .ingress_stats
+                .as_ref()
+                .map(|s| s.snapshot())
+                .unwrap_or_default(),
+            jobs: store.jobs().depths().await?,
+            streamer: state.metrics.as_ref().map(streamer),
+        })
+    };
+    match gathered.await {
+        Ok(scrape) => (
+            [(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
+            prometheus::render(&scrape),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: the scrape could not read the store");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// The streamer's health, from `GET /metrics/observability`.
+#[derive(Debug, Serialize)]
+pub struct Observability {
+    /// Whether this process runs the streamer (role `metrics`).
+    pub streaming: bool,
+    /// Samples published since the start.
+    pub samples: u64,
+    /// Readings that failed since the start.
+    pub errors: u64,
+    /// Instances read from their cgroup now.
+    pub cgroup_sources: u64,
+    /// Instances read through the engine's stats stream now.
+    pub docker_sources: u64,
+    /// Open metrics sockets.
+    pub subscribers: usize,
+    /// Instances and samples in the live cache.
+    pub cached_instances: usize,
+    pub cached_samples: usize,
+}
+
+/// `GET /metrics/observability`: admins only.
+pub async fn observability(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> Response {
+    if let Err(e) = ctx.admin() {
+        return RestError(e.with_request_id(ctx.request_id.clone())).into_response();
+    }
+    let Some(m) = state.metrics.as_ref() else {
+        return Json(Observability {
+            streaming: false,
+            samples: 0,
+            errors: 0,
+            cgroup_sources: 0,
+            docker_sources: 0,
+            subscribers: 0,
+            cached_instances: 0,
+            cached_samples: 0,
+        })
+        .into_response();
+    };
+    let f = streamer(m);
+    Json(Observability {
+        streaming: true,
+        samples: f.samples,
+        errors: f.errors,
+        cgroup_sources: f.cgroup_sources,
+        docker_sources: f.docker_sources,
+        subscribers: f.subscribers,
+        cached_instances: m.hub.size().0,
+        cached_samples: f.cached_samples,
+    })
+    .into_response()
+}
