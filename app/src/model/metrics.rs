@@ -39,6 +39,31 @@ pub struct MetricsSample {
     pub pids: u64,
 }
 
+impl MetricsSample {
+    /// A sample of `instance` at `at_ms` with every figure 0 (a starting point for tests and
+    /// examples).
+    pub fn idle(instance: InstanceId, deployment: DeploymentId, at_ms: i64) -> Self {
+        Self {
+            instance_id: instance,
+            deployment_id: deployment,
+            at_ms,
+            cpu_percent: 0.0,
+            cpu_percent_of_plan: None,
+            memory_bytes: 0,
+            memory_limit_bytes: 0,
+            net_rx_bytes: 0,
+            net_tx_bytes: 0,
+            net_rx_bytes_per_s: 0.0,
+            net_tx_bytes_per_s: 0.0,
+            block_read_bytes: 0,
+            block_write_bytes: 0,
+            block_read_bytes_per_s: 0.0,
+            block_write_bytes_per_s: 0.0,
+            pids: 0,
+        }
+    }
+}
+
 /// One text frame of the live metrics socket, JSON with a `kind` tag.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -159,22 +159,11 @@ mod tests {
 
     fn sample(instance: &str, at_ms: i64, cpu: f64, rx: f64) -> MetricsSample {
         MetricsSample {
-            instance_id: InstanceId(instance.into()),
-            deployment_id: DeploymentId("d".into()),
-            at_ms,
             cpu_percent: cpu,
-            cpu_percent_of_plan: None,
             memory_bytes: 10,
             memory_limit_bytes: 1 << 20,
-            net_rx_bytes: 0,
-            net_tx_bytes: 0,
             net_rx_bytes_per_s: rx,
-            net_tx_bytes_per_s: 0.0,
-            block_read_bytes: 0,
-            block_write_bytes: 0,
-            block_read_bytes_per_s: 0.0,
-            block_write_bytes_per_s: 0.0,
-            pids: 1,
+            ..MetricsSample::idle(InstanceId(instance.into()), DeploymentId("d".into()), at_ms)
         }
     }
 

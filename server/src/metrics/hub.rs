@@ -125,24 +125,11 @@ mod tests {
     use super::*;
 
     fn sample(instance: &str, deployment: &str, at_ms: i64) -> MetricsSample {
-        MetricsSample {
-            instance_id: InstanceId(instance.into()),
-            deployment_id: DeploymentId(deployment.into()),
+        MetricsSample::idle(
+            InstanceId(instance.into()),
+            DeploymentId(deployment.into()),
             at_ms,
-            cpu_percent: 1.0,
-            cpu_percent_of_plan: None,
-            memory_bytes: 0,
-            memory_limit_bytes: 0,
-            net_rx_bytes: 0,
-            net_tx_bytes: 0,
-            net_rx_bytes_per_s: 0.0,
-            net_tx_bytes_per_s: 0.0,
-            block_read_bytes: 0,
-            block_write_bytes: 0,
-            block_read_bytes_per_s: 0.0,
-            block_write_bytes_per_s: 0.0,
-            pids: 1,
-        }
+        )
     }
 
     #[test]

@@ -304,22 +304,13 @@ mod tests {
     fn families_lines_and_histograms_follow_the_text_format() {
         let scrape = Scrape {
             samples: vec![MetricsSample {
-                instance_id: InstanceId("i1".into()),
-                deployment_id: DeploymentId("d1".into()),
-                at_ms: 1_500,
                 cpu_percent: 12.5,
-                cpu_percent_of_plan: None,
                 memory_bytes: 1024,
                 memory_limit_bytes: 2048,
                 net_rx_bytes: 7,
                 net_tx_bytes: 8,
-                net_rx_bytes_per_s: 0.0,
-                net_tx_bytes_per_s: 0.0,
-                block_read_bytes: 0,
-                block_write_bytes: 0,
-                block_read_bytes_per_s: 0.0,
-                block_write_bytes_per_s: 0.0,
                 pids: 3,
+                ..MetricsSample::idle(InstanceId("i1".into()), DeploymentId("d1".into()), 1_500)
             }],
             routes: vec![RouteStatsView {
                 host: "a\"b.example".into(),
