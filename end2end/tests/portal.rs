@@ -20,6 +20,7 @@ use std::{
 };
 
 mod acme_lab;
+mod live_charts;
 
 use fantoccini::{error::CmdError, Client, ClientBuilder, Locator};
 use serde_json::json;
@@ -330,60 +331,7 @@ async fn deploy_and_watch(c: &Client) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Live metrics: the charts fill from the metrics socket, and 24 MiB written to the
-    // instance's tmpfs (charged to its memory) show on the memory chart without a reload.
-    for (what, locator) in [
-        (
-            "the metrics socket",
-            Locator::XPath("//p[@id='metrics-state'][text()='Live']"),
-        ),
-        ("the CPU chart's line", Locator::Css("#chart-cpu polyline")),
-    ] {
-        if let Err(e) = c
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(locator)
-            .await
-        {
-            let shot = c.screenshot().await?;
-            std::fs::write(workspace_target().join("e2e-failure.png"), shot)?;
-            return Err(format!("waiting for {what}: {e}").into());
-        }
-    }
-    Command::new("docker")
-        .args([
-            "exec",
-            &current,
-            "/bin/busybox",
-            "dd",
-            "if=/dev/zero",
-            "of=/dev/shm/e2e",
-            "bs=1048576",
-            "count=24",
-        ])
-        .output()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let readout = c
-            .find(Locator::Css("#chart-memory .chart-readout"))
-            .await?
-            .text()
-            .await?;
-        if largest_mib(&readout) >= 20.0 {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(format!("the memory chart still reads '{readout}'").into());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    c.execute(
-        "document.getElementById('chart-cpu').scrollIntoView()",
-        vec![],
-    )
-    .await?;
-    let shot = c.screenshot().await?;
-    std::fs::write(workspace_target().join("e2e-metrics.png"), shot)?;
+    live_charts::watch(c, &current, &workspace_target()).await?;
     // A broken release (an image that is not there and cannot be pulled) fails and says why;
     // the running instance is left alone.
     fill(c, "#settings-form", "image", "berth-demo/missing:1").await?;
@@ -422,17 +370,6 @@ async fn deploy_and_watch(c: &Client) -> Result<()> {
     let shot = c.screenshot().await?;
     std::fs::write(workspace_target().join("e2e-app.png"), shot)?;
     Ok(())
-}
-
-/// The largest `<n> MiB` figure in a chart's readout (`12:00:01 — …a1b2c3: 24.1 MiB`), 0
-/// when there is none.
-fn largest_mib(readout: &str) -> f64 {
-    let words: Vec<&str> = readout.split_whitespace().collect();
-    words
-        .windows(2)
-        .filter(|w| w[1] == "MiB")
-        .filter_map(|w| w[0].parse::<f64>().ok())
-        .fold(0.0, f64::max)
 }
 
 /// The full container id of the healthy instance row (`healthy` is its XPath), waiting for

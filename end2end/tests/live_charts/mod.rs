@@ -1,0 +1,80 @@
+//! The deployment page's live metrics in the browser: the charts fill from the metrics
+//! socket and move when the app's memory grows, without a reload.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use fantoccini::{Client, Locator};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// On an open deployment page whose instance runs in `container`: waits for the socket and
+/// the CPU line, writes 24 MiB to the instance's tmpfs and waits for the memory chart to
+/// show it; saves `e2e-metrics.png` (or `e2e-failure.png`) under `target`.
+pub async fn watch(c: &Client, container: &str, target: &Path) -> Result<()> {
+    // Live metrics: the charts fill from the metrics socket, and 24 MiB written to the
+    // instance's tmpfs (charged to its memory) show on the memory chart without a reload.
+    for (what, locator) in [
+        (
+            "the metrics socket",
+            Locator::XPath("//p[@id='metrics-state'][text()='Live']"),
+        ),
+        ("the CPU chart's line", Locator::Css("#chart-cpu polyline")),
+    ] {
+        if let Err(e) = c
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(locator)
+            .await
+        {
+            let shot = c.screenshot().await?;
+            std::fs::write(target.join("e2e-failure.png"), shot)?;
+            return Err(format!("waiting for {what}: {e}").into());
+        }
+    }
+    Command::new("docker")
+        .args([
+            "exec",
+            container,
+            "/bin/busybox",
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/shm/e2e",
+            "bs=1048576",
+            "count=24",
+        ])
+        .output()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let readout = c
+            .find(Locator::Css("#chart-memory .chart-readout"))
+            .await?
+            .text()
+            .await?;
+        if largest_mib(&readout) >= 20.0 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("the memory chart still reads '{readout}'").into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    c.execute(
+        "document.getElementById('chart-cpu').scrollIntoView()",
+        vec![],
+    )
+    .await?;
+    let shot = c.screenshot().await?;
+    std::fs::write(target.join("e2e-metrics.png"), shot)?;
+    Ok(())
+}
+
+/// The largest `<n> MiB` figure in a chart's readout (`12:00:01 — …a1b2c3: 24.1 MiB`), 0
+/// when there is none.
+fn largest_mib(readout: &str) -> f64 {
+    let words: Vec<&str> = readout.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[1] == "MiB")
+        .filter_map(|w| w[0].parse::<f64>().ok())
+        .fold(0.0, f64::max)
+}
