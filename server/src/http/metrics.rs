@@ -107,7 +107,7 @@ pub async fn exposition(State(state): State<AppState>, headers: HeaderMap) -> Re
 }
 
 /// The streamer's health, from `GET /metrics/observability`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Observability {
     /// Whether this process runs the streamer (role `metrics`).
     pub streaming: bool,
@@ -135,17 +135,7 @@ pub async fn observability(
         return RestError(e.with_request_id(ctx.request_id.clone())).into_response();
     }
     let Some(m) = state.metrics.as_ref() else {
-        return Json(Observability {
-            streaming: false,
-            samples: 0,
-            errors: 0,
-            cgroup_sources: 0,
-            docker_sources: 0,
-            subscribers: 0,
-            cached_instances: 0,
-            cached_samples: 0,
-        })
-        .into_response();
+        return Json(Observability::default()).into_response();
     };
     let f = streamer(m);
     Json(Observability {

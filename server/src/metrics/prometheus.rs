@@ -249,7 +249,7 @@ pub fn render(scrape: &Scrape) -> String {
     }
 
     if let Some(m) = scrape.streamer {
-        let figures: [(&str, &str, &str, f64); 5] = [
+        let figures: [(&str, &str, &str, f64); 4] = [
             (
                 "berth_metrics_samples_total",
                 "counter",
@@ -274,22 +274,15 @@ pub fn render(scrape: &Scrape) -> String {
                 "Samples held in the live cache.",
                 m.cached_samples as f64,
             ),
-            (
-                "berth_metrics_sources",
-                "gauge",
-                "Instances sampled, by source.",
-                0.0,
-            ),
         ];
         for (name, kind, help, value) in figures {
             out.family(name, kind, help);
-            if name == "berth_metrics_sources" {
-                out.line(name, &[("source", "cgroup")], m.cgroup_sources as f64);
-                out.line(name, &[("source", "docker")], m.docker_sources as f64);
-            } else {
-                out.line(name, &[], value);
-            }
+            out.line(name, &[], value);
         }
+        let sources = "berth_metrics_sources";
+        out.family(sources, "gauge", "Instances sampled, by source.");
+        out.line(sources, &[("source", "cgroup")], m.cgroup_sources as f64);
+        out.line(sources, &[("source", "docker")], m.docker_sources as f64);
     }
     out.0
 }
