@@ -7,9 +7,11 @@
 mod common;
 
 use std::{
+    io::{BufRead, BufReader},
     net::TcpListener,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use berth::config::OidcConfig;
@@ -20,6 +22,23 @@ use serde_json::json;
 struct Provider {
     child: Child,
     base: String,
+    /// The provider's log (stderr), kept for failure messages.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Provider {
+    /// What the provider printed and whether it is still running, for a failure message.
+    fn report(&mut self) -> String {
+        let state = match self.child.try_wait() {
+            Ok(Some(status)) => format!("exited with {status}"),
+            Ok(None) => "still running".to_owned(),
+            Err(e) => format!("state unknown: {e}"),
+        };
+        format!(
+            "provider {state}; its log:\n{}",
+            self.log.lock().unwrap().join("\n")
+        )
+    }
 }
 
 impl Drop for Provider {
@@ -37,45 +56,66 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts the provider on a port the kernel picks (`--port 0`) and reads the bound port from
+/// uvicorn's "Uvicorn running on http://127.0.0.1:PORT" line, so no other test can take the
+/// port between choosing and binding it. Its stderr is drained by a thread for the whole run.
 fn start_provider() -> Provider {
     let python = std::env::var("BERTH_OIDC_MOCK_PYTHON").unwrap_or_else(|_| "python3".into());
-    let port = free_port();
-    let child = Command::new(&python)
+    let mut child = Command::new(&python)
         .args([
             "-m",
             "oidc_provider_mock",
             "--port",
-            &port.to_string(),
+            "0",
             "--require-nonce",
             "true",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{python} -m oidc_provider_mock: {e}"));
-    let provider = Provider {
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        const MARK: &str = "Uvicorn running on http://127.0.0.1:";
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split(MARK).nth(1) {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                if let Ok(port) = digits.parse::<u16>() {
+                    let _ = port_tx.send(port);
+                }
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut provider = Provider {
         child,
-        base: format!("http://127.0.0.1:{port}"),
+        base: String::new(),
+        log,
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "oidc-provider-mock did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    match port_rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(port) => provider.base = format!("http://127.0.0.1:{port}"),
+        Err(_) => panic!("oidc-provider-mock did not start: {}", provider.report()),
     }
     provider
 }
 
-async fn set_user(provider: &Provider, sub: &str, claims: serde_json::Value) {
+async fn set_user(provider: &mut Provider, sub: &str, claims: serde_json::Value) {
     let r = reqwest::Client::new()
         .put(format!("{}/users/{sub}", provider.base))
         .json(&claims)
         .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "mock provider accepted the user");
+        .await;
+    match r {
+        Ok(r) if r.status().is_success() => {}
+        other => panic!(
+            "the mock provider did not take user {sub}: {other:?}; {}",
+            provider.report()
+        ),
+    }
 }
 
 async fn start(db: Db, provider: &Provider) -> (TestApp, TestDb) {
@@ -150,7 +190,7 @@ fn sso_error(location: &str) -> String {
 }
 
 async fn sso_signs_in_creates_links_and_maps_admins(db: Db) {
-    let provider = start_provider();
+    let mut provider = start_provider();
     let (app, _db) = start(db, &provider).await;
 
     let page = app.client().get("/sign-in").await.text().await.unwrap();
@@ -160,7 +200,7 @@ async fn sso_signs_in_creates_links_and_maps_admins(db: Db) {
     );
 
     // A new, verified identity in the admin group gets a new admin account.
-    set_user(&provider, "alice", json!({"email": "Alice@Example.com", "email_verified": true, "name": "Alice", "groups": ["berth-admins"]})).await;
+    set_user(&mut provider, "alice", json!({"email": "Alice@Example.com", "email_verified": true, "name": "Alice", "groups": ["berth-admins"]})).await;
     let b = app.client();
     let callback = authorize(&b, "alice").await;
     assert_eq!(follow(&b, &callback).await, "/projects");
@@ -186,7 +226,7 @@ async fn sso_signs_in_creates_links_and_maps_admins(db: Db) {
         .expect_status(StatusCode::CREATED)
         .await;
     set_user(
-        &provider,
+        &mut provider,
         "carol-sub",
         json!({"email": "carol@example.com", "email_verified": true}),
     )
@@ -217,7 +257,7 @@ async fn sso_signs_in_creates_links_and_maps_admins(db: Db) {
 
     // An unverified email neither links nor creates an account.
     set_user(
-        &provider,
+        &mut provider,
         "mallory",
         json!({"email": "carol@example.com", "email_verified": false}),
     )
@@ -240,10 +280,10 @@ async fn sso_signs_in_creates_links_and_maps_admins(db: Db) {
 }
 
 async fn sso_refuses_wrong_state_and_nonce(db: Db) {
-    let provider = start_provider();
+    let mut provider = start_provider();
     let (app, _db) = start(db, &provider).await;
     set_user(
-        &provider,
+        &mut provider,
         "dave",
         json!({"email": "dave@example.com", "email_verified": true}),
     )
