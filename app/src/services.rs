@@ -305,6 +305,31 @@ pub trait DeploymentService: Send + Sync {
         ctx: &RequestContext,
         id: &PathRouteId,
     ) -> Result<(), ApiError>;
+    /// The live window: the cached samples (up to 15 minutes) of every instance, oldest
+    /// first. 503 `metrics_unavailable` where no streamer runs.
+    async fn live_metrics(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+    ) -> Result<Vec<MetricsSample>, ApiError>;
+    /// The deployment's history over the last hour, day or week, from the minute rollups.
+    async fn metrics_history(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+        range: HistoryRange,
+    ) -> Result<MetricsHistory, ApiError>;
+    /// A project's usage over the hours that started in `[from_ms, to_ms)` (epoch ms):
+    /// totals per deployment and, when `hourly`, the hourly rows (at most 62 days). 400
+    /// `invalid_span`.
+    async fn project_usage(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+        from_ms: i64,
+        to_ms: i64,
+        hourly: bool,
+    ) -> Result<ProjectUsage, ApiError>;
 }
 
 /// The handles `server` provides to server functions (Leptos context) and REST handlers.

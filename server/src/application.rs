@@ -18,7 +18,7 @@ use crate::{
         Ingress, Limits,
     },
     jobs::Workers,
-    metrics::{Collector, LiveMetrics, MetricsHub},
+    metrics::{Collector, LiveMetrics, MetricsHub, Retention, RollupBuffer, RollupWriter},
     orchestrator::{
         monitor::HealthMonitor, reconciler::Reconciler, topology::register_local_node, Orchestrator,
     },
@@ -45,6 +45,8 @@ pub struct Application {
     ingress_https_addr: Option<SocketAddr>,
     /// Issues and renews certificates (role `scheduler`).
     certificates: Option<Arc<CertificateManager>>,
+    /// Writes the metrics history (role `metrics`); flushed on shutdown.
+    rollup_writer: Option<Arc<RollupWriter>>,
 }
 
 impl Application {
@@ -128,6 +130,10 @@ impl Application {
             )),
             None => None,
         };
+        // The live cache exists before the services, which read it for the REST API.
+        let hub = config
+            .has_role(Role::Metrics)
+            .then(|| Arc::new(MetricsHub::default()));
         let services = Services {
             accounts: Arc::new(AccountsService::new(
                 store.clone(),
@@ -154,7 +160,8 @@ impl Application {
                     config.ingress_public_ips.clone(),
                     config.acme_dns_update.is_some()
                         && !config.acme_directory_url.trim().is_empty(),
-                ),
+                )
+                .with_live_metrics(hub.clone()),
             ),
         };
 
@@ -249,13 +256,33 @@ impl Application {
             tasks.push(tokio::spawn(manager.clone().run()));
             certificates = Some(manager);
         }
-        let metrics = config.has_role(Role::Metrics).then(|| {
-            let hub = Arc::new(MetricsHub::default());
-            let collector =
-                Collector::new(orchestrator.clone(), hub.clone(), config.metrics_source);
+        let mut rollup_writer = None;
+        let metrics = hub.map(|hub| {
+            let rollups = Arc::new(RollupBuffer::default());
+            let collector = Collector::new(
+                orchestrator.clone(),
+                hub.clone(),
+                rollups.clone(),
+                config.metrics_source,
+            );
             let stats = collector.stats.clone();
             tasks.push(tokio::spawn(collector.run()));
-            LiveMetrics { hub, stats }
+            let writer = Arc::new(RollupWriter::new(
+                store.clone(),
+                rollups.clone(),
+                stats.clone(),
+                Retention {
+                    minutes_days: config.metrics_minutes_retention_days,
+                    hours_days: config.metrics_hours_retention_days,
+                },
+            ));
+            tasks.push(tokio::spawn(writer.clone().run()));
+            rollup_writer = Some(writer);
+            LiveMetrics {
+                hub,
+                stats,
+                rollups,
+            }
         });
         let oidc = match &config.oidc {
             Some(c) => Some(
@@ -280,6 +307,7 @@ impl Application {
             first_admin,
             tasks,
             reconciler,
+            rollup_writer,
             ingress_addr,
             ingress_https_addr,
             certificates,
@@ -311,6 +339,11 @@ impl Application {
     /// The store (tests inspect it).
     pub fn store(&self) -> Store {
         self.state.store.clone()
+    }
+
+    /// The orchestrator (the metrics bench runs collectors of its own on it).
+    pub fn orchestrator(&self) -> Arc<Orchestrator> {
+        self.state.orchestrator.clone()
     }
 
     /// The reconciler (tests and the bench run resyncs directly).
@@ -353,6 +386,10 @@ impl Application {
         }
         for t in self.tasks {
             t.abort();
+        }
+        // After the streamer stopped: every sample it took reaches the history.
+        if let Some(writer) = self.rollup_writer {
+            writer.flush().await;
         }
         store.close().await;
         tracing::info!("stopped");

@@ -188,6 +188,10 @@ async fn live_metrics(source: MetricsSource) {
     assert_eq!(health["streaming"], true, "{health}");
     assert_eq!(health[format!("{source_label}_sources")], 1, "{health}");
     assert!(health["samples"].as_u64().unwrap() >= 1, "{health}");
+    // The local engine answered: its breaker (made at the first engine call) is closed.
+    let breakers = health["breakers"].as_object().unwrap();
+    assert!(breakers.values().all(|s| s == "closed"), "{health}");
+    assert_eq!(health["history_write_failures"], 0, "{health}");
     let healthz = owner.get("/healthz").await.expect_ok().await;
     assert_eq!(healthz["metrics"]["state"], "streaming", "{healthz}");
 

@@ -3,7 +3,7 @@
 #[macro_use]
 mod common;
 
-use berth::store::{NewUser, Store, StoreError};
+use berth::store::{MinuteRollup, NewUser, Store, StoreError};
 use common::*;
 use tower_sessions::{
     session::{Id, Record},
@@ -392,7 +392,61 @@ async fn path_routes_are_unique_per_domain_and_go_with_it(db: Db) {
         .is_none());
 }
 
+/// A minute written in two parts adds up (sums add, maxima take the larger) and its hour
+/// receives both parts once; pruning goes by age.
+async fn rollups_merge_minutes_and_feed_the_hour(db: Db) {
+    let (s, _db) = store(db).await;
+    let hour = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000;
+    let part = |minute: i64, samples: i64, cpu_max: f64, rx: i64| MinuteRollup {
+        instance_id: "i1".into(),
+        deployment_id: "d1".into(),
+        project_id: "p1".into(),
+        minute_ms: hour + minute * 60_000,
+        samples,
+        seconds: samples as f64,
+        cpu_seconds: samples as f64 * 0.5,
+        cpu_percent_max: cpu_max,
+        memory_byte_seconds: samples as f64 * 1024.0,
+        memory_bytes_max: 2048,
+        memory_limit_bytes: 4096,
+        net_rx_bytes: rx,
+        pids_max: 3,
+        ..MinuteRollup::default()
+    };
+    let rollups = s.rollups();
+    rollups.write(&[part(0, 20, 80.0, 100)]).await.unwrap();
+    rollups
+        .write(&[part(0, 30, 60.0, 50), part(1, 60, 10.0, 7)])
+        .await
+        .unwrap();
+    let minutes = rollups.minutes("d1", hour, hour + 3_600_000).await.unwrap();
+    assert_eq!(minutes.len(), 2);
+    let first = &minutes[0];
+    assert_eq!((first.samples, first.net_rx_bytes), (50, 150));
+    assert_eq!(first.cpu_percent_max, 80.0);
+    assert!((first.cpu_seconds - 25.0).abs() < 1e-9);
+    let hours = rollups.usage_hours("p1", hour, hour + 1).await.unwrap();
+    assert_eq!(hours.len(), 1);
+    assert!((hours[0].cpu_seconds - 55.0).abs() < 1e-9, "{hours:?}");
+    assert!((hours[0].memory_byte_hours - 110.0 * 1024.0 / 3600.0).abs() < 1e-9);
+    assert_eq!(hours[0].net_rx_bytes, 157);
+    let totals = rollups.usage_totals("p1", 0, i64::MAX).await.unwrap();
+    assert_eq!(
+        (totals.len(), totals[0].hours, totals[0].net_rx_bytes),
+        (1, 1, 157)
+    );
+    assert!(rollups
+        .usage_totals("p2", 0, i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    // Minute 0 is older than the cut, minute 1 and the hour are not.
+    assert_eq!(rollups.prune(hour + 60_000, hour).await.unwrap(), (1, 0));
+    assert_eq!(rollups.minutes("d1", 0, i64::MAX).await.unwrap().len(), 1);
+}
+
 on_both_databases!(
+    rollups_merge_minutes_and_feed_the_hour,
     path_routes_are_unique_per_domain_and_go_with_it,
     certificates_keep_the_working_one_through_failures,
     users_are_unique_by_email_and_identity,

@@ -309,3 +309,18 @@ pub async fn remove_path_route(route_id: String) -> Result<(), ApiError> {
         .await
         .map_err(super::tag(&ctx))
 }
+
+/// The deployment's history over `range` (`1h`, `24h` or `7d`), for the metrics card.
+#[server(prefix = "/rpc", endpoint = "deployment_metrics_history")]
+pub async fn deployment_metrics_history(
+    id: String,
+    range: String,
+) -> Result<MetricsHistory, ApiError> {
+    let range = HistoryRange::parse(&range)?;
+    let (services, ctx) = super::context()?;
+    services
+        .deployments
+        .metrics_history(&ctx, &DeploymentId(id), range)
+        .await
+        .map_err(super::tag(&ctx))
+}

@@ -106,3 +106,25 @@ pub async fn remove_member(id: ProjectId, user_id: UserId) -> Result<(), ApiErro
         .await
         .map_err(super::tag(&ctx))
 }
+
+/// The project's usage per deployment over the last 30 days (whole hours), for the project
+/// page.
+#[server(prefix = "/rpc", endpoint = "project_usage")]
+pub async fn get_project_usage(project_id: String) -> Result<ProjectUsage, ApiError> {
+    let (services, ctx) = super::context()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    services
+        .deployments
+        .project_usage(
+            &ctx,
+            &ProjectId(project_id),
+            now - 30 * 24 * 3_600_000,
+            now,
+            false,
+        )
+        .await
+        .map_err(super::tag(&ctx))
+}

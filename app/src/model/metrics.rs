@@ -15,6 +15,9 @@ pub struct MetricsSample {
     pub deployment_id: DeploymentId,
     /// When the reading was taken, Unix epoch milliseconds.
     pub at_ms: i64,
+    /// Length of the interval the rates and CPU % are over (since the previous reading),
+    /// milliseconds; usually 1000.
+    pub interval_ms: i64,
     /// CPU use in percent of one core (0 ..= 100 × cores), as `docker stats` shows it.
     pub cpu_percent: f64,
     /// CPU use in percent of the plan's cores (0 ..= 100), when the plan limits CPU.
@@ -47,6 +50,7 @@ impl MetricsSample {
             instance_id: instance,
             deployment_id: deployment,
             at_ms,
+            interval_ms: 1000,
             cpu_percent: 0.0,
             cpu_percent_of_plan: None,
             memory_bytes: 0,
@@ -75,4 +79,153 @@ pub enum MetricsFrame {
     Sample { sample: MetricsSample },
     /// The socket fell behind and `missed` samples were skipped to catch up.
     Skipped { missed: u64 },
+}
+
+/// A span of metrics history the portal and `/api/v1/deployments/{id}/metrics/history`
+/// offer: `1h` (1-minute points), `24h` (5-minute points) or `7d` (30-minute points), each
+/// ending now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub enum HistoryRange {
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "24h")]
+    Day,
+    #[serde(rename = "7d")]
+    Week,
+}
+
+impl HistoryRange {
+    pub const ALL: [HistoryRange; 3] = [Self::Hour, Self::Day, Self::Week];
+
+    /// How far back the range reaches, milliseconds.
+    pub fn span_ms(self) -> i64 {
+        match self {
+            Self::Hour => 3_600_000,
+            Self::Day => 24 * 3_600_000,
+            Self::Week => 7 * 24 * 3_600_000,
+        }
+    }
+
+    /// The width of one point, milliseconds (a whole number of minutes): at most 336 points.
+    pub fn step_ms(self) -> i64 {
+        match self {
+            Self::Hour => 60_000,
+            Self::Day => 5 * 60_000,
+            Self::Week => 30 * 60_000,
+        }
+    }
+
+    /// `1h`, `24h` or `7d`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "1h",
+            Self::Day => "24h",
+            Self::Week => "7d",
+        }
+    }
+
+    /// Parses `1h`, `24h` or `7d`.
+    ///
+    /// # Errors
+    /// 400 `invalid_range` on field `range`, naming the accepted values.
+    pub fn parse(text: &str) -> Result<Self, super::ApiError> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .ok_or_else(|| {
+                super::ApiError::invalid_field(
+                    "range",
+                    "invalid_range",
+                    format!("'{text}' is not a history range; use 1h, 24h or 7d."),
+                )
+            })
+    }
+}
+
+/// One point of a deployment's history: its instances added up over `[at_ms, at_ms + step)`,
+/// from the minute rollups. CPU is percent of one core; rates are per second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct HistoryPoint {
+    /// Start of the point's span, Unix epoch milliseconds.
+    pub at_ms: i64,
+    /// Mean CPU over the span (instances added up).
+    pub cpu_percent: f64,
+    /// The highest one-second CPU seen in any minute of the span (instances added up).
+    pub cpu_percent_max: f64,
+    /// Mean memory in use over the span, bytes (instances added up).
+    pub memory_bytes: u64,
+    /// The highest memory seen in the span, bytes (instances added up).
+    pub memory_bytes_max: u64,
+    /// The instances' memory limits added up, bytes.
+    pub memory_limit_bytes: u64,
+    pub net_rx_bytes_per_s: f64,
+    pub net_tx_bytes_per_s: f64,
+    pub block_read_bytes_per_s: f64,
+    pub block_write_bytes_per_s: f64,
+}
+
+/// A deployment's history over one range; spans without samples have no point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct MetricsHistory {
+    pub deployment_id: DeploymentId,
+    pub range: HistoryRange,
+    /// Width of each point, milliseconds.
+    pub step_ms: i64,
+    /// Oldest first.
+    pub points: Vec<HistoryPoint>,
+}
+
+/// Resource use of one deployment over some hours, from the hourly usage records (what
+/// billing reads).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct UsageFigures {
+    /// CPU time used, core-seconds.
+    pub cpu_seconds: f64,
+    /// Memory in use integrated over time, byte-hours (1 GiB held for an hour is 2^30).
+    pub memory_byte_hours: f64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    pub block_read_bytes: u64,
+    pub block_write_bytes: u64,
+}
+
+/// One hour of a deployment's usage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct UsageHour {
+    pub deployment_id: DeploymentId,
+    /// Start of the hour, Unix epoch milliseconds (UTC).
+    pub hour_ms: i64,
+    #[serde(flatten)]
+    pub usage: UsageFigures,
+}
+
+/// One deployment's usage over the report's span; deleted deployments keep their rows
+/// (named by id, `name` empty).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DeploymentUsage {
+    pub deployment_id: DeploymentId,
+    pub name: String,
+    /// Hours with any usage recorded.
+    pub hours: u32,
+    #[serde(flatten)]
+    pub usage: UsageFigures,
+}
+
+/// A project's usage over `[from_ms, to_ms)`: totals per deployment and, when asked, the
+/// hourly rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ProjectUsage {
+    pub project_id: super::ProjectId,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub deployments: Vec<DeploymentUsage>,
+    /// Oldest first; empty unless hourly rows were asked for.
+    pub hourly: Vec<UsageHour>,
 }

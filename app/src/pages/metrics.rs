@@ -1,17 +1,19 @@
-//! A deployment's live metrics: CPU, memory (with the limit), network and disk charts fed
-//! by the socket `/ws/deployments/{id}/metrics` (the last 15 minutes first, then a sample per
-//! instance and second), updating without a reload.
+//! A deployment's metrics: CPU, memory (with the limit), network and disk charts, either
+//! live, fed by the socket `/ws/deployments/{id}/metrics` (the last 15 minutes first, then a
+//! sample per instance and second) and updating without a reload, or over the last hour,
+//! day or week from the minute rollups.
 
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 
 use crate::{
+    api::deployments::deployment_metrics_history,
     components::{
         chart::{format_value, ChartData, LineChart, Series, Unit, PALETTE},
         Card, LiveSocket,
     },
-    model::{InstanceId, MetricsFrame, MetricsSample},
+    model::{HistoryRange, InstanceId, MetricsFrame, MetricsHistory, MetricsSample},
 };
 
 /// History kept in the page, ms (as much as the server's window).
@@ -88,6 +90,51 @@ pub fn charts(samples: &[MetricsSample]) -> [ChartData; 4] {
     ]
 }
 
+/// The four charts of a history: CPU and memory as mean and peak (instances added up, with
+/// the memory limit), network and disk as rates.
+pub fn history_charts(h: &MetricsHistory) -> [ChartData; 4] {
+    let line = |i: usize, label: &str, value: &dyn Fn(&crate::model::HistoryPoint) -> f64| Series {
+        label: label.to_owned(),
+        class: PALETTE[i],
+        points: h.points.iter().map(|p| (p.at_ms, value(p))).collect(),
+    };
+    let limit = h
+        .points
+        .last()
+        .map(|p| p.memory_limit_bytes as f64)
+        .filter(|l| *l > 0.0);
+    [
+        ChartData {
+            series: vec![
+                line(0, "mean", &|p| p.cpu_percent),
+                line(1, "peak", &|p| p.cpu_percent_max),
+            ],
+            limit: None,
+        },
+        ChartData {
+            series: vec![
+                line(0, "mean", &|p| p.memory_bytes as f64),
+                line(1, "peak", &|p| p.memory_bytes_max as f64),
+            ],
+            limit: limit.map(|l| (format!("limit {}", format_value(Unit::Bytes, l)), l)),
+        },
+        ChartData {
+            series: vec![
+                line(0, "received", &|p| p.net_rx_bytes_per_s),
+                line(1, "sent", &|p| p.net_tx_bytes_per_s),
+            ],
+            limit: None,
+        },
+        ChartData {
+            series: vec![
+                line(0, "read", &|p| p.block_read_bytes_per_s),
+                line(1, "written", &|p| p.block_write_bytes_per_s),
+            ],
+            limit: None,
+        },
+    ]
+}
+
 /// A short name for an instance: the last 6 characters of its id (the random part).
 fn instance_label(id: &InstanceId) -> String {
     let chars: Vec<char> = id.0.chars().collect();
@@ -137,11 +184,67 @@ pub fn LiveMetrics(id: String) -> impl IntoView {
         ));
     });
     on_cleanup(move || socket.set_value(None));
-    let data = Memo::new(move |_| samples.with(|s| charts(s)));
+    // `None`: live; otherwise the history range shown.
+    let range = RwSignal::new(None::<HistoryRange>);
+    let history = Resource::new(
+        move || range.get(),
+        move |r| {
+            let id = id.clone();
+            async move {
+                match r {
+                    Some(r) => deployment_metrics_history(id, r.as_str().to_owned())
+                        .await
+                        .map(Some),
+                    None => Ok(None),
+                }
+            }
+        },
+    );
+    let data = Memo::new(move |_| match range.get() {
+        None => samples.with(|s| charts(s)),
+        Some(_) => match history.get() {
+            Some(Ok(Some(h))) => history_charts(&h),
+            _ => Default::default(),
+        },
+    });
+    let status = move || match range.get() {
+        None => state.get(),
+        Some(_) => match history.get() {
+            None | Some(Ok(None)) => "Loading…".to_owned(),
+            Some(Err(e)) => e.message,
+            Some(Ok(Some(h))) if h.points.is_empty() => {
+                "No history yet: minutes are written once they end.".to_owned()
+            }
+            Some(Ok(Some(h))) => format!(
+                "{} points, one per {} min (instances added up)",
+                h.points.len(),
+                h.step_ms / 60_000
+            ),
+        },
+    };
+    let tab = move |label: &'static str, value: Option<HistoryRange>| {
+        let class = move || {
+            if range.get() == value {
+                "rounded px-2 py-1 text-sm bg-slate-800 text-white dark:bg-slate-200 dark:text-slate-900"
+            } else {
+                "rounded px-2 py-1 text-sm text-slate-600 hover:bg-slate-100 dark:text-slate-300 dark:hover:bg-slate-800"
+            }
+        };
+        view! {
+            <button type="button" data-range=value.map_or("live", HistoryRange::as_str) class=class
+                on:click=move |_| range.set(value)>{label}</button>
+        }
+    };
     let chart = move |i: usize| Signal::derive(move || data.with(|c| c[i].clone()));
     view! {
         <Card heading="Metrics">
-            <p id="metrics-state" class="mb-2 text-sm text-slate-600 dark:text-slate-400">{move || state.get()}</p>
+            <div id="metrics-ranges" class="mb-2 flex gap-1">
+                {tab("Live", None)}
+                {tab("1 h", Some(HistoryRange::Hour))}
+                {tab("24 h", Some(HistoryRange::Day))}
+                {tab("7 d", Some(HistoryRange::Week))}
+            </div>
+            <p id="metrics-state" class="mb-2 text-sm text-slate-600 dark:text-slate-400">{status}</p>
             <div class="grid gap-4 md:grid-cols-2">
                 <LineChart id="chart-cpu" title="CPU (% of one core)" unit=Unit::Percent data=chart(0) />
                 <LineChart id="chart-memory" title="Memory" unit=Unit::Bytes data=chart(1) />

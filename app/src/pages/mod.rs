@@ -10,6 +10,7 @@ mod nodes;
 mod project;
 mod projects;
 mod sign_in;
+mod usage;
 
 pub use account::AccountPage;
 pub use admin::{AdminAuditPage, AdminUsersPage};

@@ -60,6 +60,7 @@ fn ProjectBody(project: ProjectView, rename: ServerAction<RenameProject>) -> imp
             </p>
         </Card>
         <super::ProjectDeployments project=project.id.clone() />
+        <super::usage::ProjectUsageCard project=project.id.clone() />
         <Members project=project.clone() can_manage=can_manage />
         {can_manage
             .then(|| {

@@ -9,7 +9,8 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 
 /// On an open deployment page whose instance runs in `container`: waits for the socket and
 /// the CPU line, writes 24 MiB to the instance's tmpfs and waits for the memory chart to
-/// show it; saves `e2e-metrics.png` (or `e2e-failure.png`) under `target`.
+/// show it; saves `e2e-metrics.png` (or `e2e-failure.png`) under `target`; then switches
+/// to the 1 h history and back to live.
 pub async fn watch(c: &Client, container: &str, target: &Path) -> Result<()> {
     // Live metrics: the charts fill from the metrics socket, and 24 MiB written to the
     // instance's tmpfs (charged to its memory) show on the memory chart without a reload.
@@ -65,6 +66,32 @@ pub async fn watch(c: &Client, container: &str, target: &Path) -> Result<()> {
     .await?;
     let shot = c.screenshot().await?;
     std::fs::write(target.join("e2e-metrics.png"), shot)?;
+    // The 1 h tab reads the history (a fresh deployment has no closed minute yet, or just
+    // one), and Live goes back to the socket, which kept running meanwhile.
+    c.find(Locator::Css("button[data-range='1h']"))
+        .await?
+        .click()
+        .await?;
+    let history = "//p[@id='metrics-state'][starts-with(., 'No history yet') or contains(., 'one per 1 min')]";
+    if let Err(e) = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::XPath(history))
+        .await
+    {
+        let shot = c.screenshot().await?;
+        std::fs::write(target.join("e2e-failure.png"), shot)?;
+        let state = c.find(Locator::Id("metrics-state")).await?.text().await?;
+        return Err(format!("waiting for the 1 h history ('{state}'): {e}").into());
+    }
+    c.find(Locator::Css("button[data-range='live']"))
+        .await?
+        .click()
+        .await?;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//p[@id='metrics-state'][text()='Live']"))
+        .await?;
     Ok(())
 }
 

@@ -180,6 +180,10 @@ pub struct Config {
     /// The bearer token Prometheus sends to `GET /metrics`. Default: none, and `/metrics`
     /// answers 404. Prefer `BERTH_METRICS_TOKEN_FILE`.
     pub metrics_token: Option<String>,
+    /// Days of minute rollups kept for the history charts (at least 1). Default 7.
+    pub metrics_minutes_retention_days: u32,
+    /// Days of hourly usage kept for billing (at least 1). Default 400.
+    pub metrics_hours_retention_days: u32,
 }
 
 /// An address, or `None` for an empty string.
@@ -233,6 +237,8 @@ impl Default for Config {
             acme_challenge: crate::ingress::acme::ChallengeKind::Http01,
             metrics_source: crate::metrics::MetricsSource::Auto,
             metrics_token: None,
+            metrics_minutes_retention_days: 7,
+            metrics_hours_retention_days: 400,
             acme_dns_update: None,
         }
     }
@@ -411,6 +417,23 @@ impl Config {
                 key: "session_idle_hours".into(),
                 message: "must be at least 1".into(),
             });
+        }
+        for (key, days) in [
+            (
+                "metrics_minutes_retention_days",
+                self.metrics_minutes_retention_days,
+            ),
+            (
+                "metrics_hours_retention_days",
+                self.metrics_hours_retention_days,
+            ),
+        ] {
+            if days == 0 {
+                return Err(ConfigError::Key {
+                    key: key.into(),
+                    message: "must be at least 1 (days)".into(),
+                });
+            }
         }
         if backend == crate::store::Backend::Postgres && self.secret_key.is_none() {
             return Err(ConfigError::Key {

@@ -39,6 +39,9 @@ fn streamer(m: &LiveMetrics) -> StreamerFigures {
         docker_sources: m.stats.docker_sources.load(Ordering::Relaxed),
         subscribers: m.hub.subscribers(),
         cached_samples,
+        history_writes: m.stats.rollup_writes.load(Ordering::Relaxed),
+        history_write_failures: m.stats.rollup_write_failures.load(Ordering::Relaxed),
+        breakers: m.stats.breaker_states(),
     }
 }
 
@@ -124,6 +127,19 @@ pub struct Observability {
     /// Instances and samples in the live cache.
     pub cached_instances: usize,
     pub cached_samples: usize,
+    /// History transactions (minute rollups and hourly usage) committed and failed, and
+    /// instance-minutes written.
+    pub history_writes: u64,
+    pub history_write_failures: u64,
+    pub history_minutes: u64,
+    /// Instance-minutes waiting for the next write.
+    pub history_pending: usize,
+    /// Rounds that took longer than a second (resolution degraded).
+    pub slow_rounds: u64,
+    /// Engine calls not made because the engine's breaker was open.
+    pub calls_refused: u64,
+    /// Each engine's circuit breaker: `closed`, `open` or `half_open`, by node id.
+    pub breakers: std::collections::BTreeMap<String, &'static str>,
 }
 
 /// `GET /metrics/observability`: admins only.
@@ -147,6 +163,17 @@ pub async fn observability(
         subscribers: f.subscribers,
         cached_instances: m.hub.size().0,
         cached_samples: f.cached_samples,
+        history_writes: f.history_writes,
+        history_write_failures: f.history_write_failures,
+        history_minutes: m.stats.rollup_minutes.load(Ordering::Relaxed),
+        history_pending: m.rollups.pending(),
+        slow_rounds: m.stats.slow_rounds.load(Ordering::Relaxed),
+        calls_refused: m.stats.calls_refused.load(Ordering::Relaxed),
+        breakers: f
+            .breakers
+            .iter()
+            .map(|(node, state)| (node.clone(), state.as_str()))
+            .collect(),
     })
     .into_response()
 }

@@ -72,15 +72,26 @@ async fn favicon() -> Response {
 }
 
 /// `GET /healthz`: 200 `{"status":"ok","database":"ok"}` when the database answers; 503 with
-/// `"database":"unreachable"` otherwise.
+/// `"database":"unreachable"` otherwise. `metrics` is `off` without the metrics role, else
+/// `{"state": "streaming" | "degraded", "errors", "breakers_open"}`: degraded while an
+/// engine's breaker is open or a history write failed last.
 async fn healthz(State(state): State<AppState>) -> Response {
-    // The streamer: `off` without the metrics role, else how many readings failed so far.
     let metrics = match &state.metrics {
         None => serde_json::json!("off"),
-        Some(m) => serde_json::json!({
-            "state": "streaming",
-            "errors": m.stats.errors.load(std::sync::atomic::Ordering::Relaxed),
-        }),
+        Some(m) => {
+            let open = m
+                .stats
+                .breaker_states()
+                .iter()
+                .filter(|(_, s)| *s != crate::metrics::breaker::BreakerState::Closed)
+                .count();
+            let unwritten = m.stats.history_failing();
+            serde_json::json!({
+                "state": if open > 0 || unwritten { "degraded" } else { "streaming" },
+                "errors": m.stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+                "breakers_open": open,
+            })
+        }
     };
     match state.store.ping().await {
         Ok(()) => Json(serde_json::json!({"status": "ok", "database": "ok", "metrics": metrics}))

@@ -9,14 +9,21 @@
 //! blocking task) or the engine's stats stream (one task per container that reconnects with
 //! backoff when the stream breaks). Both fill the same [`Reading`]; the sample of an
 //! interval is [`reading::sample`] of two consecutive readings.
+//!
+//! Every engine call has a timeout (the runtime's for inspects, [`STREAM_TIMEOUT`] for
+//! the next stats reading) and goes through that engine's
+//! [`Breaker`]: an engine that stops answering is left alone for a cool-down instead of
+//! being asked once per container and second. When a round takes longer than the
+//! resolution (an overloaded host), the next one starts late rather than piling up: the
+//! resolution degrades, the streamer does not fail (`slow_rounds` counts it).
 
 use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use app::model::{DeploymentId, InstanceId};
@@ -25,9 +32,11 @@ use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
+    breaker::{Breaker, BreakerState},
     cgroup::{ContainerFiles, Host},
     hub::MetricsHub,
     reading::{self, Reading, Subject},
+    rollup::RollupBuffer,
 };
 use crate::{
     orchestrator::Orchestrator,
@@ -40,6 +49,13 @@ pub const RESOLUTION: Duration = Duration::from_secs(1);
 
 /// Longest wait before a broken stats stream is opened again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Longest wait for the next reading of a stats stream (the engine sends one a second;
+/// inspects are bounded by the runtime's own timeout).
+pub const STREAM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Probes (engine inspects) run at once when many instances appear together.
+const PROBES_AT_ONCE: usize = 8;
 
 /// Where readings come from (config `metrics_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -93,6 +109,51 @@ pub struct CollectorStats {
     pub cgroup_sources: AtomicU64,
     /// Instances read through the stats stream right now.
     pub docker_sources: AtomicU64,
+    /// Rollup transactions committed.
+    pub rollup_writes: AtomicU64,
+    /// Rollup transactions that failed (their minutes were kept for the next round).
+    pub rollup_write_failures: AtomicU64,
+    /// Instance-minutes written.
+    pub rollup_minutes: AtomicU64,
+    /// Rounds that took longer than the resolution (the next one started late).
+    pub slow_rounds: AtomicU64,
+    /// Engine calls not made because the engine's breaker was open.
+    pub calls_refused: AtomicU64,
+    /// One breaker per node, created on first use.
+    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
+    /// Set by the rollup writer: its last transaction failed.
+    pub last_write_failed: std::sync::atomic::AtomicBool,
+}
+
+impl CollectorStats {
+    /// The breaker of `node_id`'s engine.
+    pub fn breaker(&self, node_id: &str) -> Arc<Breaker> {
+        self.breakers
+            .lock()
+            .expect("breakers")
+            .entry(node_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Whether the last history write failed.
+    pub fn history_failing(&self) -> bool {
+        self.last_write_failed.load(Ordering::Relaxed)
+    }
+
+    /// Each node's breaker state now, by node id.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        let now = Instant::now();
+        let mut states: Vec<_> = self
+            .breakers
+            .lock()
+            .expect("breakers")
+            .iter()
+            .map(|(node, b)| (node.clone(), b.state(now)))
+            .collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        states
+    }
 }
 
 /// A reading from a stats stream: `(instance id, container id, reading)`.
@@ -102,16 +163,24 @@ type StreamReading = (String, String, Reading);
 pub struct Collector {
     orch: Arc<Orchestrator>,
     hub: Arc<MetricsHub>,
+    rollups: Arc<RollupBuffer>,
     preference: MetricsSource,
     /// Counters, shared with whoever reports them.
     pub stats: Arc<CollectorStats>,
 }
 
 impl Collector {
-    pub fn new(orch: Arc<Orchestrator>, hub: Arc<MetricsHub>, preference: MetricsSource) -> Self {
+    /// A streamer that publishes to `hub` and adds every sample to `rollups`.
+    pub fn new(
+        orch: Arc<Orchestrator>,
+        hub: Arc<MetricsHub>,
+        rollups: Arc<RollupBuffer>,
+        preference: MetricsSource,
+    ) -> Self {
         Self {
             orch,
             hub,
+            rollups,
             preference,
             stats: Arc::default(),
         }
@@ -126,9 +195,13 @@ impl Collector {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    let started = Instant::now();
                     self.follow_instances(&mut tracked, &tx).await;
                     self.read_cgroups(&mut tracked).await;
                     self.hub.forget_stale(now_ms());
+                    if started.elapsed() > RESOLUTION {
+                        self.stats.slow_rounds.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Some((instance, container, reading)) = rx.recv() => {
                     if let Some(t) = tracked.get_mut(&instance) {
@@ -157,6 +230,7 @@ impl Collector {
             .filter_map(|l| Some((l.id.clone(), (l.container_id.clone()?, l))))
             .collect();
         tracked.retain(|id, t| running.get(id).is_some_and(|(c, _)| *c == t.container_id));
+        let mut new = Vec::new();
         for (id, (container, loc)) in running {
             if tracked.contains_key(&id) {
                 continue;
@@ -164,10 +238,39 @@ impl Collector {
             let Ok(engine) = self.orch.engine(&loc.node_id) else {
                 continue;
             };
-            let source = match self.probe(&engine, &container).await {
+            if !self.rollups.knows(&loc.deployment_id) {
+                match self
+                    .orch
+                    .store
+                    .deployments()
+                    .by_id(&loc.deployment_id)
+                    .await
+                {
+                    Ok(Some(d)) => self.rollups.set_project(&d.id, &d.project_id),
+                    // Deleted meanwhile: its instances go with the next listing.
+                    Ok(None) => continue,
+                    Err(_) => {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+            }
+            new.push((id, container, loc, engine));
+        }
+        let probed: Vec<_> = futures_util::stream::iter(new)
+            .map(|(id, container, loc, engine)| async move {
+                let probe = self.probe(&engine, &loc.node_id, &container).await;
+                (id, container, loc, engine, probe)
+            })
+            .buffer_unordered(PROBES_AT_ONCE)
+            .collect()
+            .await;
+        for (id, container, loc, engine, probe) in probed {
+            let source = match probe {
                 Probe::Cgroup(files) => Source::Cgroup(files),
                 Probe::Stream => Source::Docker(tokio::spawn(stream_readings(
                     engine,
+                    self.stats.breaker(&loc.node_id),
                     id.clone(),
                     container.clone(),
                     tx.clone(),
@@ -200,17 +303,38 @@ impl Collector {
             .store(tracked.len() as u64 - cgroup, Ordering::Relaxed);
     }
 
-    /// How `container` is to be read.
-    async fn probe(&self, engine: &Engine, container: &str) -> Probe {
+    /// How `container` is to be read (an inspect on `node_id`'s engine, through its
+    /// breaker).
+    async fn probe(&self, engine: &Engine, node_id: &str, container: &str) -> Probe {
         if self.preference != MetricsSource::Auto
             || !matches!(Endpoint::parse(engine.endpoint()), Ok(Endpoint::Unix(_)))
         {
             return Probe::Stream;
         }
+        let breaker = self.stats.breaker(node_id);
+        if !breaker.allow(Instant::now()) {
+            self.stats.calls_refused.fetch_add(1, Ordering::Relaxed);
+            return Probe::NotNow;
+        }
         let pid = match engine.container_pid(container).await {
-            Ok(Some(pid)) => pid,
-            // Not running (any more) or the engine did not answer: the next round decides.
-            Ok(None) | Err(_) => return Probe::NotNow,
+            Ok(Some(pid)) => {
+                breaker.success();
+                pid
+            }
+            // Not running (any more), or gone: the engine answered; the next round decides.
+            Ok(None) => {
+                breaker.success();
+                return Probe::NotNow;
+            }
+            Err(e) => {
+                if e.is_engine_failure() {
+                    breaker.failure(Instant::now());
+                } else {
+                    breaker.success();
+                }
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                return Probe::NotNow;
+            }
         };
         match ContainerFiles::locate(pid, container) {
             Ok(files) => Probe::Cgroup(files),
@@ -270,8 +394,9 @@ impl Collector {
     fn advance(&self, t: &mut Tracked, reading: Reading) {
         if let Some(previous) = t.previous.replace(reading) {
             if reading.at_ms > previous.at_ms {
-                self.hub
-                    .publish(reading::sample(&t.subject, &previous, &reading));
+                let sample = reading::sample(&t.subject, &previous, &reading);
+                self.rollups.add(&sample);
+                self.hub.publish(sample);
                 self.stats.samples.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -279,9 +404,11 @@ impl Collector {
 }
 
 /// Follows one container's stats stream, reopening it with exponential backoff (1 s, 2 s,
-/// … at most [`MAX_BACKOFF`]) when it breaks, until aborted.
+/// … at most [`MAX_BACKOFF`]) when it breaks or stalls for [`STREAM_TIMEOUT`], while the
+/// engine's breaker allows, until aborted.
 async fn stream_readings(
     engine: Arc<Engine>,
+    breaker: Arc<Breaker>,
     instance: String,
     container: String,
     tx: mpsc::Sender<StreamReading>,
@@ -289,10 +416,28 @@ async fn stream_readings(
 ) {
     let mut backoff = RESOLUTION;
     loop {
+        if !breaker.allow(Instant::now()) {
+            stats.calls_refused.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
         let mut stream = Box::pin(engine.stats_stream(&container));
-        while let Some(item) = stream.next().await {
+        loop {
+            let item = match tokio::time::timeout(STREAM_TIMEOUT, stream.next()).await {
+                Ok(Some(item)) => item,
+                // The stream ended (the container stopped): reopen after the backoff.
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::debug!(%container, "metrics: stats stream stalled");
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    breaker.failure(Instant::now());
+                    break;
+                }
+            };
             match item {
                 Ok(r) => {
+                    breaker.success();
                     backoff = RESOLUTION;
                     if tx
                         .send((instance.clone(), container.clone(), r))
@@ -305,6 +450,9 @@ async fn stream_readings(
                 Err(e) => {
                     tracing::debug!(%container, error = %e, "metrics: stats stream broke");
                     stats.errors.fetch_add(1, Ordering::Relaxed);
+                    if e.is_engine_failure() {
+                        breaker.failure(Instant::now());
+                    }
                     break;
                 }
             }

@@ -35,7 +35,7 @@ pub struct Scrape {
 }
 
 /// The streamer's counters at the scrape.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct StreamerFigures {
     pub samples: u64,
     pub errors: u64,
@@ -43,6 +43,11 @@ pub struct StreamerFigures {
     pub docker_sources: u64,
     pub subscribers: usize,
     pub cached_samples: usize,
+    /// History transactions committed and failed.
+    pub history_writes: u64,
+    pub history_write_failures: u64,
+    /// Each engine's breaker, by node id.
+    pub breakers: Vec<(String, super::breaker::BreakerState)>,
 }
 
 /// A label value with `\`, `"` and line feeds escaped.
@@ -248,7 +253,7 @@ pub fn render(scrape: &Scrape) -> String {
         );
     }
 
-    if let Some(m) = scrape.streamer {
+    if let Some(m) = &scrape.streamer {
         let figures: [(&str, &str, &str, f64); 4] = [
             (
                 "berth_metrics_samples_total",
@@ -283,6 +288,28 @@ pub fn render(scrape: &Scrape) -> String {
         out.family(sources, "gauge", "Instances sampled, by source.");
         out.line(sources, &[("source", "cgroup")], m.cgroup_sources as f64);
         out.line(sources, &[("source", "docker")], m.docker_sources as f64);
+        let writes = "berth_metrics_history_writes_total";
+        out.family(
+            writes,
+            "counter",
+            "Transactions writing minute rollups and hourly usage, by outcome.",
+        );
+        out.line(writes, &[("outcome", "ok")], m.history_writes as f64);
+        out.line(
+            writes,
+            &[("outcome", "failed")],
+            m.history_write_failures as f64,
+        );
+        let breakers = "berth_metrics_engine_breaker_open";
+        out.family(
+            breakers,
+            "gauge",
+            "1 while the streamer's circuit breaker for a node's engine is open or half-open.",
+        );
+        for (node, state) in &m.breakers {
+            let open = *state != super::breaker::BreakerState::Closed;
+            out.line(breakers, &[("node", node)], f64::from(u8::from(open)));
+        }
     }
     out.0
 }

@@ -79,6 +79,7 @@ pub fn sample(subject: &Subject, prev: &Reading, cur: &Reading) -> MetricsSample
         instance_id: subject.instance_id.clone(),
         deployment_id: subject.deployment_id.clone(),
         at_ms: cur.at_ms,
+        interval_ms: cur.at_ms - prev.at_ms,
         cpu_percent,
         cpu_percent_of_plan,
         memory_bytes,

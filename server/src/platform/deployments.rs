@@ -30,12 +30,14 @@ pub struct DeploymentsService {
     pub(super) store: Store,
     secrets: SecretBox,
     pub(super) orchestrator: Arc<Orchestrator>,
-    wake_workers: Arc<Notify>,
+    pub(super) wake_workers: Arc<Notify>,
     pub(super) app_urls: Option<AppUrls>,
     pub(super) base_domain: String,
     pub(super) ingress_ips: Vec<std::net::IpAddr>,
     /// Wildcard custom domains are accepted (ACME with a DNS-01 update server is set up).
     pub(super) wildcard_domains: bool,
+    /// This process's live metrics cache (role `metrics`).
+    pub(super) live_metrics: Option<Arc<crate::metrics::MetricsHub>>,
 }
 
 fn deployment_not_found() -> ApiError {
@@ -78,6 +80,7 @@ impl DeploymentsService {
             base_domain: "localhost".into(),
             ingress_ips: Vec::new(),
             wildcard_domains: false,
+            live_metrics: None,
         }
     }
 
@@ -158,34 +161,6 @@ impl DeploymentsService {
             };
         }
         Ok(spec)
-    }
-
-    fn job(
-        &self,
-        ctx: &RequestContext,
-        d: &DeploymentRecord,
-        kind: &str,
-        payload: serde_json::Value,
-    ) -> NewJob {
-        NewJob {
-            kind: kind.into(),
-            project_id: Some(d.project_id.clone()),
-            deployment_id: Some(d.id.clone()),
-            payload: payload.to_string(),
-            created_by: ctx.caller.as_ref().map(|u| u.id.0.clone()),
-        }
-    }
-
-    async fn job_answer(&self, id: &str) -> Result<JobView, ApiError> {
-        self.wake_workers.notify_waiters();
-        let job = self
-            .store
-            .jobs()
-            .by_id(id)
-            .await
-            .map_err(internal("load job"))?
-            .ok_or_else(ApiError::internal)?;
-        Ok(job_view(job))
     }
 
     async fn current_or_latest(&self, d: &DeploymentRecord) -> Result<ReleaseRecord, ApiError> {
@@ -573,22 +548,32 @@ impl DeploymentService for DeploymentsService {
     ) -> Result<(), ApiError> {
         self.detach_path_route(ctx, id).await
     }
-}
 
-impl DeploymentsService {
-    async fn enqueue(
+    async fn live_metrics(
         &self,
         ctx: &RequestContext,
-        d: &DeploymentRecord,
-        kind: &str,
-        payload: serde_json::Value,
-    ) -> Result<JobView, ApiError> {
-        let id = self
-            .store
-            .jobs()
-            .enqueue(self.job(ctx, d, kind, payload))
-            .await
-            .map_err(internal("queue job"))?;
-        self.job_answer(&id).await
+        id: &DeploymentId,
+    ) -> Result<Vec<MetricsSample>, ApiError> {
+        self.live_window(ctx, id).await
+    }
+
+    async fn metrics_history(
+        &self,
+        ctx: &RequestContext,
+        id: &DeploymentId,
+        range: HistoryRange,
+    ) -> Result<MetricsHistory, ApiError> {
+        self.history(ctx, id, range).await
+    }
+
+    async fn project_usage(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+        from_ms: i64,
+        to_ms: i64,
+        hourly: bool,
+    ) -> Result<ProjectUsage, ApiError> {
+        self.usage(ctx, project, from_ms, to_ms, hourly).await
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 mod admin;
+mod deployment_jobs;
 mod deployment_views;
 pub mod deployments;
 mod domains;
@@ -10,6 +11,7 @@ mod logs;
 mod path_routes;
 mod projects;
 mod topology;
+mod usage;
 
 pub use accounts::AccountsService;
 pub use admin::AdminConsole;

@@ -47,6 +47,15 @@ pub enum RuntimeError {
     Engine(String),
 }
 
+impl RuntimeError {
+    /// Whether the engine itself failed (unreachable, too slow, a server error), as opposed
+    /// to answering about an object (not found, conflict, no image): what a circuit breaker
+    /// counts.
+    pub fn is_engine_failure(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::Timeout | Self::Engine(_))
+    }
+}
+
 impl From<bollard::errors::Error> for RuntimeError {
     fn from(e: bollard::errors::Error) -> Self {
         match e {

@@ -1,6 +1,6 @@
 //! The store: one sqlx pool (SQLite by default, PostgreSQL for HA), the migrations, and one
 //! repository per aggregate (users, sessions, projects + members, audit events, API tokens,
-//! topology, deployments + releases, instance locations, jobs).
+//! topology, deployments + releases, instance locations, jobs, metrics history).
 //!
 //! Both backends go through sqlx's `Any` driver with one SQL text per query: `$N`
 //! placeholders (SQLite accepts them too), text ids, `BIGINT`/`INTEGER` epoch milliseconds and
@@ -13,6 +13,7 @@ mod domains;
 mod jobs;
 mod locations;
 mod projects;
+mod rollups;
 mod sessions;
 mod tokens;
 mod topology;
@@ -25,6 +26,7 @@ pub use domains::{DomainRecord, Domains, PathRouteRecord};
 pub use jobs::{JobRecord, Jobs, NewJob};
 pub use locations::{LocationRecord, Locations, NodeAllocation, ObservedState};
 pub use projects::{MemberRecord, ProjectRecord, Projects};
+pub use rollups::{MinuteRollup, Rollups, UsageRecord};
 pub use sessions::{SessionRepo, Sessions, USER_ID_KEY};
 pub use tokens::{ApiTokenRecord, ApiTokens};
 pub use topology::{NewNode, NodeCapacity, NodeCredentials, NodeRecord, PlanRecord, Topology};
@@ -225,6 +227,10 @@ impl Store {
 
     pub fn jobs(&self) -> Jobs<'_> {
         Jobs::new(&self.pool)
+    }
+
+    pub fn rollups(&self) -> Rollups<'_> {
+        Rollups::new(&self.pool)
     }
 }
 

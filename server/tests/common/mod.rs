@@ -89,6 +89,8 @@ pub struct TestApp {
     /// The installation id that labels this instance's Docker objects.
     pub installation: String,
     pub reconciler: std::sync::Arc<berth::orchestrator::reconciler::Reconciler>,
+    /// The orchestrator (the metrics bench runs collectors on it).
+    pub orchestrator: std::sync::Arc<berth::orchestrator::Orchestrator>,
     /// Where the ingress listens (`None` when the config has no ingress).
     pub ingress: Option<SocketAddr>,
     /// Where the ingress accepts HTTPS.
@@ -116,6 +118,7 @@ impl TestApp {
         let admin = app.first_admin.clone();
         let installation = store.deployments().installation_id().await.unwrap();
         let reconciler = app.reconciler();
+        let orchestrator = app.orchestrator();
         let ingress = app.ingress_addr();
         let ingress_https = app.ingress_https_addr();
         let certificates = app.certificates();
@@ -134,6 +137,7 @@ impl TestApp {
             admin,
             installation,
             reconciler,
+            orchestrator,
             ingress,
             ingress_https,
             certificates,

@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod deployments;
 mod domains;
+mod metrics;
 mod openapi;
 mod projects;
 mod topology;
@@ -111,6 +112,9 @@ pub fn router() -> Router<AppState> {
         )
         .route("/deployments/{id}/actions", post(deployments::act))
         .route("/deployments/{id}/logs", get(deployments::logs))
+        .route("/deployments/{id}/metrics", get(metrics::live))
+        .route("/deployments/{id}/metrics/history", get(metrics::history))
+        .route("/projects/{id}/usage", get(metrics::usage))
         .route("/jobs/{id}", get(deployments::job))
         .route(
             "/deployments/{id}/domains",

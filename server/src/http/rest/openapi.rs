@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{account, admin, deployments, domains, projects, topology};
+use super::{account, admin, deployments, domains, metrics, projects, topology};
 
 struct Security;
 
@@ -42,6 +42,7 @@ impl Modify for Security {
         deployments::remove, deployments::job, deployments::logs,
         domains::list, domains::add, domains::verify, domains::remove, domains::update,
         domains::list_paths, domains::add_path, domains::remove_path,
+        metrics::live, metrics::history, metrics::usage,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
