@@ -275,6 +275,7 @@ impl Application {
                     minutes_days: config.metrics_minutes_retention_days,
                     hours_days: config.metrics_hours_retention_days,
                 },
+                store.backend() == Backend::Sqlite,
             ));
             tasks.push(tokio::spawn(writer.clone().run()));
             rollup_writer = Some(writer);

@@ -6,9 +6,16 @@
 #[macro_use]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use berth::store::{MinuteRollup, Store};
+use app::model::{DeploymentId, InstanceId, MetricsSample};
+use berth::{
+    metrics::{rollup::MINUTE_MS, CollectorStats, Retention, RollupBuffer, RollupWriter},
+    store::{MinuteRollup, Store},
+};
 use common::{deploy::*, *};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -186,4 +193,92 @@ async fn history_survives_a_restart(db: Db) {
     }
 }
 
-on_both_databases!(history_survives_a_restart);
+/// Two processes with the metrics role sample the same instance, each into its own buffer;
+/// only the history lease's holder writes, so each minute is in the database once. When the
+/// holder's writer stalls past its lease, the other takes over and writes the minutes since
+/// the holder's last write from its own samples; the stalled one then writes nothing. A
+/// graceful hand-over mid-minute passes the lease on at once, and the minute is written in
+/// two parts that add up to one. Real databases, a made-up clock.
+async fn one_history_writer_among_processes(db: Db) {
+    let tdb = fresh_db(db).await;
+    let store = Store::connect(&tdb.url, 4).await.unwrap();
+    let process = || {
+        let buffer = Arc::new(RollupBuffer::default());
+        buffer.set_project("d1", "p1");
+        let writer = RollupWriter::new(
+            store.clone(),
+            buffer.clone(),
+            Arc::new(CollectorStats::default()),
+            Retention {
+                minutes_days: 7,
+                hours_days: 400,
+            },
+            false,
+        );
+        (buffer, writer)
+    };
+    let ((buf_a, a), (buf_b, b)) = (process(), process());
+    let base = 1_000 * MINUTE_MS;
+    let at = |minutes: i64, seconds: i64| base + minutes * MINUTE_MS + seconds * 1_000;
+    // Both sample the instance once a second at half a core, up to the time of each step.
+    let fed = std::cell::Cell::new(at(0, 0));
+    let feed_until = |until: i64| {
+        for t in (fed.get()..until).step_by(1_000) {
+            let sample = MetricsSample {
+                cpu_percent: 50.0,
+                ..MetricsSample::idle(InstanceId("i1".into()), DeploymentId("d1".into()), t)
+            };
+            buf_a.add(&sample);
+            buf_b.add(&sample);
+        }
+        fed.set(until.max(fed.get()));
+    };
+    // a claims first and writes minutes 0 and 1; b keeps its samples.
+    for minute in 1..=2 {
+        feed_until(at(minute, 2));
+        assert!(a.round(at(minute, 2), at(minute, 0)).await, "a writes");
+        assert!(!b.round(at(minute, 2), at(minute, 0)).await, "b waits");
+    }
+    // a's writer stalls; its lease (claimed at 2:02) runs out at 4:32.
+    for minute in 3..=4 {
+        feed_until(at(minute, 2));
+        assert!(!b.round(at(minute, 2), at(minute, 0)).await);
+    }
+    feed_until(at(5, 2));
+    assert!(b.round(at(5, 2), at(5, 0)).await, "b takes over");
+    // a comes back: refused, nothing written.
+    assert!(!a.round(at(5, 2), at(5, 0)).await);
+    // b stops gracefully at 6:01, writing up to then; a takes over at once from b's mark and
+    // writes the rest of minute 6 from its own samples.
+    feed_until(at(6, 1));
+    b.hand_over(at(6, 1)).await;
+    feed_until(at(7, 2));
+    assert!(
+        a.round(at(7, 2), at(7, 0)).await,
+        "a takes the released lease"
+    );
+
+    let minutes = store.rollups().minutes("d1", 0, i64::MAX).await.unwrap();
+    let written: Vec<(i64, i64)> = minutes
+        .iter()
+        .map(|m| ((m.minute_ms - base) / MINUTE_MS, m.samples))
+        .collect();
+    assert_eq!(
+        written,
+        (0..7).map(|m| (m, 60)).collect::<Vec<_>>(),
+        "every minute once, whole"
+    );
+    let hours = store
+        .rollups()
+        .usage_hours("p1", 0, i64::MAX)
+        .await
+        .unwrap();
+    let cpu: f64 = hours.iter().map(|h| h.cpu_seconds).sum();
+    assert!((cpu - 7.0 * 60.0 * 0.5).abs() < 1e-6, "{hours:?}");
+    store.close().await;
+}
+
+on_both_databases!(
+    history_survives_a_restart,
+    one_history_writer_among_processes
+);

@@ -414,9 +414,12 @@ async fn rollups_merge_minutes_and_feed_the_hour(db: Db) {
         ..MinuteRollup::default()
     };
     let rollups = s.rollups();
-    rollups.write(&[part(0, 20, 80.0, 100)]).await.unwrap();
+    assert!(rollups
+        .write(&[part(0, 20, 80.0, 100)], None)
+        .await
+        .unwrap());
     rollups
-        .write(&[part(0, 30, 60.0, 50), part(1, 60, 10.0, 7)])
+        .write(&[part(0, 30, 60.0, 50), part(1, 60, 10.0, 7)], None)
         .await
         .unwrap();
     let minutes = rollups.minutes("d1", hour, hour + 3_600_000).await.unwrap();
@@ -445,7 +448,89 @@ async fn rollups_merge_minutes_and_feed_the_hour(db: Db) {
     assert_eq!(rollups.minutes("d1", 0, i64::MAX).await.unwrap().len(), 1);
 }
 
+/// A lease goes to one owner at a time: renewed by its holder, refused to others until it
+/// runs out or is given up, taken by force by a sole controller; its mark advances only
+/// inside the holder's write and never goes back.
+async fn leases_elect_one_holder(db: Db) {
+    let (s, _db) = store(db).await;
+    let leases = s.leases();
+    let a = leases.claim("loop", "a", 1_000, 100, false).await.unwrap();
+    assert_eq!(a.map(|l| (l.expires_at_ms, l.mark_ms)), Some((1_100, 0)));
+    assert_eq!(
+        leases.claim("loop", "b", 1_050, 100, false).await.unwrap(),
+        None
+    );
+    // Renewed by its holder; still refused to b at its old deadline.
+    assert!(leases
+        .claim("loop", "a", 1_090, 100, false)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        leases.claim("loop", "b", 1_150, 100, false).await.unwrap(),
+        None
+    );
+    // The holder writes under it: the mark advances, and not backwards.
+    let rollups = s.rollups();
+    let under = |owner: &'static str, now_ms, mark_ms| berth::store::WriterLease {
+        name: "loop",
+        owner,
+        now_ms,
+        mark_ms,
+    };
+    assert!(rollups
+        .write(&[], Some(&under("a", 1_100, 60_000)))
+        .await
+        .unwrap());
+    assert!(rollups
+        .write(&[], Some(&under("a", 1_100, 30_000)))
+        .await
+        .unwrap());
+    // b's write is refused (nothing is written) while a holds it.
+    let minute = MinuteRollup {
+        instance_id: "i1".into(),
+        deployment_id: "d1".into(),
+        project_id: "p1".into(),
+        samples: 1,
+        seconds: 1.0,
+        ..MinuteRollup::default()
+    };
+    assert!(!rollups
+        .write(
+            std::slice::from_ref(&minute),
+            Some(&under("b", 1_100, 90_000))
+        )
+        .await
+        .unwrap());
+    assert!(rollups.minutes("d1", 0, i64::MAX).await.unwrap().is_empty());
+    // Run out: b takes it over with a's mark; a's late write is refused.
+    let b = leases.claim("loop", "b", 1_200, 100, false).await.unwrap();
+    assert_eq!(b.map(|l| l.mark_ms), Some(60_000));
+    assert!(!rollups
+        .write(&[], Some(&under("a", 1_210, 120_000)))
+        .await
+        .unwrap());
+    // Given up: taken at once; a sole controller takes it whatever its state.
+    leases.release("loop", "b").await.unwrap();
+    assert!(leases
+        .claim("loop", "c", 1_210, 100, false)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(leases
+        .claim("loop", "d", 1_220, 100, true)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        leases.claim("loop", "c", 1_230, 100, false).await.unwrap(),
+        None
+    );
+    s.close().await;
+}
+
 on_both_databases!(
+    leases_elect_one_holder,
     rollups_merge_minutes_and_feed_the_hour,
     path_routes_are_unique_per_domain_and_go_with_it,
     certificates_keep_the_working_one_through_failures,

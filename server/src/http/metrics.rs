@@ -134,6 +134,9 @@ pub struct Observability {
     pub history_minutes: u64,
     /// Instance-minutes waiting for the next write.
     pub history_pending: usize,
+    /// Whether this process holds the `metrics-history` lease, i.e. writes the history
+    /// (with several metrics processes, exactly one does).
+    pub history_writer: bool,
     /// Rounds that took longer than a second (resolution degraded).
     pub slow_rounds: u64,
     /// Engine calls not made because the engine's breaker was open.
@@ -167,6 +170,7 @@ pub async fn observability(
         history_write_failures: f.history_write_failures,
         history_minutes: m.stats.rollup_minutes.load(Ordering::Relaxed),
         history_pending: m.rollups.pending(),
+        history_writer: m.stats.history_lease.load(Ordering::Relaxed),
         slow_rounds: m.stats.slow_rounds.load(Ordering::Relaxed),
         calls_refused: m.stats.calls_refused.load(Ordering::Relaxed),
         breakers: f

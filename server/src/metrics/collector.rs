@@ -123,6 +123,9 @@ pub struct CollectorStats {
     breakers: Mutex<HashMap<String, Arc<Breaker>>>,
     /// Set by the rollup writer: its last transaction failed.
     pub last_write_failed: std::sync::atomic::AtomicBool,
+    /// Set by the rollup writer: this process holds the history lease (it writes the
+    /// history; other processes with the role keep samples for a takeover).
+    pub history_lease: std::sync::atomic::AtomicBool,
 }
 
 impl CollectorStats {

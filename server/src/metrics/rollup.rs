@@ -5,10 +5,20 @@
 //! Nothing is lost or counted twice across restarts:
 //! - A minute leaves the buffer only when the transaction that adds it (and its share of
 //!   the hour) committed; a failed write puts it back for the next round.
-//! - On shutdown the writer flushes every minute it holds, the one in progress included;
-//!   the next process adds its own samples of that minute to the same row (rows are sums).
+//! - On shutdown the writer flushes every sample it holds, the minute in progress included,
+//!   and leaves the stop time as the lease's mark; the next process adds its own samples of
+//!   that minute taken after the mark to the same row (rows are sums).
 //! - A sample belongs to the minute its reading was taken in; a restarted container (Berth
 //!   or dockerd restarting it) starts a new pair of readings, so no interval spans the gap.
+//!
+//! Nor across processes: where several processes run the metrics role (HA, scaled), each
+//! samples every instance, but only the holder of the `metrics-history` lease
+//! ([`crate::store::Leases`]) writes. Its writes advance the lease's mark (samples taken
+//! before it are written) in the same transaction. The others keep the last [`HOLD_MS`] of
+//! samples, one share per sample; one that takes the lease over (the holder stopped, crashed
+//! or lost its lease) writes its own samples from the mark on, so every second is written
+//! once. A sole controller (SQLite) takes the lease whatever its state, so a restart after a
+//! crash does not wait for it to run out.
 
 use std::{
     collections::HashMap,
@@ -19,10 +29,21 @@ use std::{
 use app::model::MetricsSample;
 
 use super::collector::CollectorStats;
-use crate::store::{now_ms, MinuteRollup, Store};
+use crate::store::{now_ms, MinuteRollup, Store, WriterLease};
 
 /// Milliseconds in a minute, the rollup width.
 pub const MINUTE_MS: i64 = 60_000;
+
+/// The lease that elects the one process writing the history.
+pub const LEASE: &str = "metrics-history";
+
+/// How long a claim of the lease lasts, milliseconds: two and a half rounds, so one late
+/// round does not lose it.
+pub const LEASE_TTL_MS: i64 = 150_000;
+
+/// How long a process without the lease keeps samples for a takeover, milliseconds: longer
+/// than a crashed holder's lease can outlive its last write.
+pub const HOLD_MS: i64 = LEASE_TTL_MS + 2 * MINUTE_MS;
 
 /// How long rows are kept (config `metrics_minutes_retention_days`,
 /// `metrics_hours_retention_days`).
@@ -41,22 +62,25 @@ impl Default for Retention {
     }
 }
 
-/// The minutes not yet written, keyed by `(instance id, minute start)`, and the project of
-/// each deployment seen (the hourly usage is kept per project).
+/// The samples not yet written, each as its share of its minute (a [`MinuteRollup`] of one
+/// sample), keyed by `(instance id, sample time)`, and the project of each deployment seen
+/// (the hourly usage is kept per project). Shares are folded into minutes when taken, so a
+/// new history writer can start at any millisecond (the mark its predecessor left).
 #[derive(Debug, Default)]
 pub struct RollupBuffer {
-    minutes: Mutex<HashMap<(String, i64), MinuteRollup>>,
+    shares: Mutex<HashMap<(String, i64), MinuteRollup>>,
     projects: Mutex<HashMap<String, String>>,
 }
 
 impl RollupBuffer {
-    /// Adds `sample` to its instance's minute. The sample covers `interval_ms` before
-    /// `at_ms`; CPU-seconds are `cpu_percent / 100 × seconds`, bytes are rate × seconds.
+    /// Keeps `sample`'s share of its instance's minute. The sample covers `interval_ms`
+    /// before `at_ms`; CPU-seconds are `cpu_percent / 100 × seconds`, bytes are rate ×
+    /// seconds.
     pub fn add(&self, sample: &MetricsSample) {
         let minute_ms = sample.at_ms - sample.at_ms.rem_euclid(MINUTE_MS);
         let seconds = sample.interval_ms.max(0) as f64 / 1000.0;
         let bytes = |per_s: f64| (per_s * seconds).round() as i64;
-        let part = MinuteRollup {
+        let share = MinuteRollup {
             instance_id: sample.instance_id.0.clone(),
             deployment_id: sample.deployment_id.0.clone(),
             project_id: String::new(),
@@ -74,15 +98,15 @@ impl RollupBuffer {
             block_write_bytes: bytes(sample.block_write_bytes_per_s),
             pids_max: i64::try_from(sample.pids).unwrap_or(i64::MAX),
         };
-        self.put(part);
+        self.put(sample.at_ms, share);
     }
 
-    fn put(&self, part: MinuteRollup) {
-        let mut minutes = self.minutes.lock().expect("rollup buffer");
-        match minutes.entry((part.instance_id.clone(), part.minute_ms)) {
-            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&part),
+    fn put(&self, at_ms: i64, share: MinuteRollup) {
+        let mut shares = self.shares.lock().expect("rollup buffer");
+        match shares.entry((share.instance_id.clone(), at_ms)) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&share),
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(part);
+                e.insert(share);
             }
         }
     }
@@ -103,22 +127,38 @@ impl RollupBuffer {
             .insert(deployment_id.to_owned(), project_id.to_owned());
     }
 
-    /// Takes the minutes that started before `minute_ms` (every minute with `i64::MAX`),
-    /// each with its project filled in.
-    pub fn take_before(&self, minute_ms: i64) -> Vec<MinuteRollup> {
-        let mut taken = Vec::new();
-        self.minutes
+    /// Takes the samples taken before `until_ms` (all with `i64::MAX`) folded into minutes,
+    /// each with its project filled in, oldest minute first.
+    pub fn take_before(&self, until_ms: i64) -> Vec<MinuteRollup> {
+        self.take_range(i64::MIN, until_ms)
+    }
+
+    /// [`Self::take_before`] that drops the samples taken before `from_ms` (another
+    /// process wrote them).
+    pub fn take_range(&self, from_ms: i64, until_ms: i64) -> Vec<MinuteRollup> {
+        let mut minutes: HashMap<(String, i64), MinuteRollup> = HashMap::new();
+        self.shares
             .lock()
             .expect("rollup buffer")
-            .retain(|(_, minute), m| {
-                if *minute < minute_ms {
-                    taken.push(std::mem::take(m));
-                    false
-                } else {
-                    true
+            .retain(|(_, at_ms), share| {
+                if *at_ms >= until_ms {
+                    return true;
                 }
+                if *at_ms >= from_ms {
+                    let share = std::mem::take(share);
+                    match minutes.entry((share.instance_id.clone(), share.minute_ms)) {
+                        std::collections::hash_map::Entry::Occupied(mut e) => {
+                            e.get_mut().merge(&share)
+                        }
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(share);
+                        }
+                    }
+                }
+                false
             });
         let projects = self.projects.lock().expect("rollup projects");
+        let mut taken: Vec<MinuteRollup> = minutes.into_values().collect();
         for m in &mut taken {
             if let Some(p) = projects.get(&m.deployment_id) {
                 m.project_id.clone_from(p);
@@ -128,26 +168,49 @@ impl RollupBuffer {
         taken
     }
 
-    /// Puts back minutes whose write failed (merging with samples added since).
+    /// Drops the samples taken before `at_ms` (what a process without the history lease
+    /// no longer needs to keep).
+    pub fn discard_before(&self, at_ms: i64) {
+        self.shares
+            .lock()
+            .expect("rollup buffer")
+            .retain(|(_, t), _| *t >= at_ms);
+    }
+
+    /// Puts back minutes whose write failed (merging with samples added since), each as a
+    /// share at the minute's last millisecond, so that the next take of the minute takes it.
     pub fn put_back(&self, minutes: Vec<MinuteRollup>) {
         for m in minutes {
-            self.put(m);
+            self.put(m.minute_ms + MINUTE_MS - 1, m);
         }
     }
 
-    /// Minutes held.
+    /// Instance-minutes held.
     pub fn pending(&self) -> usize {
-        self.minutes.lock().expect("rollup buffer").len()
+        let shares = self.shares.lock().expect("rollup buffer");
+        shares
+            .values()
+            .map(|s| (s.instance_id.as_str(), s.minute_ms))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
     }
 }
 
-/// Writes the buffer's closed minutes every 60 s, prunes by the retention once an hour,
-/// and flushes everything on shutdown.
+/// Writes the buffer's closed minutes every 60 s while this process holds the history
+/// lease, prunes by the retention once an hour, and writes what it holds on shutdown.
 pub struct RollupWriter {
     store: Store,
     buffer: Arc<RollupBuffer>,
     stats: Arc<CollectorStats>,
     retention: Retention,
+    /// Names this process in the lease.
+    owner: String,
+    /// No other process can share the database (SQLite): the lease is taken whatever its
+    /// state.
+    sole: bool,
+    /// While the lease is held: the mark it had when this process took it. Samples taken
+    /// before it were written by the previous holder and are dropped.
+    tenure: Mutex<Option<i64>>,
 }
 
 impl RollupWriter {
@@ -156,12 +219,16 @@ impl RollupWriter {
         buffer: Arc<RollupBuffer>,
         stats: Arc<CollectorStats>,
         retention: Retention,
+        sole: bool,
     ) -> Self {
         Self {
             store,
             buffer,
             stats,
             retention,
+            owner: crate::store::new_id(),
+            sole,
+            tenure: Mutex::new(None),
         }
     }
 
@@ -174,41 +241,110 @@ impl RollupWriter {
             let next = now - now.rem_euclid(MINUTE_MS) + MINUTE_MS + 2_000;
             tokio::time::sleep(Duration::from_millis((next - now) as u64)).await;
             let now = now_ms();
-            self.write(self.buffer.take_before(now - now.rem_euclid(MINUTE_MS)))
-                .await;
-            if now - last_prune >= 3_600_000 {
+            if self.round(now, now - now.rem_euclid(MINUTE_MS)).await
+                && now - last_prune >= 3_600_000
+            {
                 self.prune(now).await;
                 last_prune = now;
             }
         }
     }
 
-    /// Writes every minute held, the current one included (at shutdown).
+    /// At shutdown: writes every sample held (the minute in progress included; the next
+    /// holder starts after them) and gives the lease up.
     pub async fn flush(&self) {
-        self.write(self.buffer.take_before(i64::MAX)).await;
+        self.hand_over(now_ms()).await;
     }
 
-    async fn write(&self, minutes: Vec<MinuteRollup>) {
-        if minutes.is_empty() {
-            return;
+    /// [`Self::flush`] at `now` (Unix epoch milliseconds; every sample held was taken
+    /// before it: the streamer has stopped).
+    pub async fn hand_over(&self, now: i64) {
+        self.write_round(now, i64::MAX, now).await;
+        if let Err(e) = self.store.leases().release(LEASE, &self.owner).await {
+            tracing::warn!(error = %e, "metrics: cannot give the history lease up");
         }
-        match self.store.rollups().write(&minutes).await {
-            Ok(()) => {
+    }
+
+    /// One round at `now`: claims or renews the lease and, holding it, writes the samples
+    /// taken before `until` (a minute's start). Without it, keeps the last [`HOLD_MS`] of
+    /// samples. Returns whether this process holds the lease.
+    pub async fn round(&self, now: i64, until: i64) -> bool {
+        self.write_round(now, until, until).await
+    }
+
+    /// [`Self::round`] whose write sets the mark to `mark` (samples taken before it are in
+    /// the database).
+    async fn write_round(&self, now: i64, until: i64, mark: i64) -> bool {
+        let lease = match self
+            .store
+            .leases()
+            .claim(LEASE, &self.owner, now, LEASE_TTL_MS, self.sole)
+            .await
+        {
+            Ok(lease) => lease,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot claim the history lease");
+                self.failed(Vec::new());
+                return false;
+            }
+        };
+        let Some(lease) = lease else {
+            // Another process writes: keep recent samples in case it stops.
+            *self.tenure.lock().expect("tenure") = None;
+            self.stats.history_lease.store(false, Ordering::Relaxed);
+            self.buffer.discard_before(now - HOLD_MS);
+            return false;
+        };
+        self.stats.history_lease.store(true, Ordering::Relaxed);
+        let floor = *self
+            .tenure
+            .lock()
+            .expect("tenure")
+            .get_or_insert(lease.mark_ms);
+        let minutes = self.buffer.take_range(floor, until);
+        let check = WriterLease {
+            name: LEASE,
+            owner: &self.owner,
+            now_ms: now,
+            mark_ms: mark,
+        };
+        match self.store.rollups().write(&minutes, Some(&check)).await {
+            Ok(true) => {
                 self.stats.last_write_failed.store(false, Ordering::Relaxed);
-                self.stats.rollup_writes.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .rollup_minutes
-                    .fetch_add(minutes.len() as u64, Ordering::Relaxed);
+                if !minutes.is_empty() {
+                    self.stats.rollup_writes.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .rollup_minutes
+                        .fetch_add(minutes.len() as u64, Ordering::Relaxed);
+                }
+                true
+            }
+            Ok(false) => {
+                // The lease ran out between the claim and the write (a long pause): the new
+                // holder writes these samples from its own.
+                tracing::warn!(
+                    minutes = minutes.len(),
+                    "metrics: the history lease was lost before the write; another process writes"
+                );
+                *self.tenure.lock().expect("tenure") = None;
+                self.stats.history_lease.store(false, Ordering::Relaxed);
+                false
             }
             Err(e) => {
                 tracing::warn!(error = %e, minutes = minutes.len(), "metrics: cannot write rollups; kept for the next round");
-                self.stats.last_write_failed.store(true, Ordering::Relaxed);
-                self.stats
-                    .rollup_write_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                self.buffer.put_back(minutes);
+                self.failed(minutes);
+                true
             }
         }
+    }
+
+    /// Counts a failed write and keeps its minutes for the next round.
+    fn failed(&self, minutes: Vec<MinuteRollup>) {
+        self.stats.last_write_failed.store(true, Ordering::Relaxed);
+        self.stats
+            .rollup_write_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.buffer.put_back(minutes);
     }
 
     async fn prune(&self, now: i64) {

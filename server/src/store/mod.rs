@@ -11,6 +11,7 @@ mod certificates;
 mod deployments;
 mod domains;
 mod jobs;
+mod leases;
 mod locations;
 mod projects;
 mod rollups;
@@ -24,9 +25,10 @@ pub use certificates::{CertificateRecord, Certificates, Issued};
 pub use deployments::{DeploymentRecord, Deployments, NewRelease, ReleaseRecord, Taken};
 pub use domains::{DomainRecord, Domains, PathRouteRecord};
 pub use jobs::{JobRecord, Jobs, NewJob};
+pub use leases::{Lease, Leases};
 pub use locations::{LocationRecord, Locations, NodeAllocation, ObservedState};
 pub use projects::{MemberRecord, ProjectRecord, Projects};
-pub use rollups::{MinuteRollup, Rollups, UsageRecord};
+pub use rollups::{MinuteRollup, Rollups, UsageRecord, WriterLease};
 pub use sessions::{SessionRepo, Sessions, USER_ID_KEY};
 pub use tokens::{ApiTokenRecord, ApiTokens};
 pub use topology::{NewNode, NodeCapacity, NodeCredentials, NodeRecord, PlanRecord, Topology};
@@ -231,6 +233,10 @@ impl Store {
 
     pub fn rollups(&self) -> Rollups<'_> {
         Rollups::new(&self.pool)
+    }
+
+    pub fn leases(&self) -> Leases<'_> {
+        Leases::new(&self.pool)
     }
 }
 

@@ -76,6 +76,16 @@ pub struct UsageRecord {
     pub block_write_bytes: i64,
 }
 
+/// The lease a history write happens under: `owner` must still hold lease `name` at
+/// `now_ms`, and its mark advances to `mark_ms` (minutes before it are written).
+#[derive(Debug, Clone, Copy)]
+pub struct WriterLease<'a> {
+    pub name: &'a str,
+    pub owner: &'a str,
+    pub now_ms: i64,
+    pub mark_ms: i64,
+}
+
 /// Milliseconds in an hour.
 const HOUR_MS: i64 = 3_600_000;
 
@@ -98,11 +108,17 @@ impl<'a> Rollups<'a> {
     }
 
     /// Adds `minutes` to their rows (creating them) and each to its deployment's hour, all
-    /// in one transaction: either every minute is counted once or none is.
+    /// in one transaction: either every minute is counted once or none is. With `lease`, the
+    /// writer's lease is checked and its mark advanced in the same transaction; `Ok(false)`
+    /// when the lease is no longer `lease.owner`'s (nothing is written then).
     ///
     /// # Errors
     /// `Database`; nothing is written then.
-    pub async fn write(&self, minutes: &[MinuteRollup]) -> StoreResult<()> {
+    pub async fn write(
+        &self,
+        minutes: &[MinuteRollup],
+        lease: Option<&WriterLease<'_>>,
+    ) -> StoreResult<bool> {
         let minute_upsert = format!(
             "INSERT INTO metrics_minutes (instance_id, deployment_id, minute_ms, samples, \
              seconds, cpu_seconds, cpu_percent_max, memory_byte_seconds, memory_bytes_max, \
@@ -137,6 +153,12 @@ impl<'a> Rollups<'a> {
              block_read_bytes = metrics_usage_hours.block_read_bytes + excluded.block_read_bytes, \
              block_write_bytes = metrics_usage_hours.block_write_bytes + excluded.block_write_bytes";
         let mut tx = self.pool.begin().await?;
+        if let Some(l) = lease {
+            if !super::leases::advance_in(&mut tx, l.name, l.owner, l.now_ms, l.mark_ms).await? {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
         for m in minutes {
             sqlx::query(&minute_upsert)
                 .bind(&m.instance_id)
@@ -170,7 +192,7 @@ impl<'a> Rollups<'a> {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Deletes minutes that started before `minutes_before_ms` and hours that started
