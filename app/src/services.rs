@@ -319,6 +319,14 @@ pub trait DeploymentService: Send + Sync {
         id: &DeploymentId,
         range: HistoryRange,
     ) -> Result<MetricsHistory, ApiError>;
+    /// What each of a project's deployments uses right now (the newest samples of its
+    /// running instances, added up); deployments with none are left out. 503
+    /// `metrics_unavailable` where no streamer runs.
+    async fn project_metrics_now(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+    ) -> Result<Vec<DeploymentNow>, ApiError>;
     /// A project's usage over the hours that started in `[from_ms, to_ms)` (epoch ms):
     /// totals per deployment and, when `hourly`, the hourly rows (at most 62 days). 400
     /// `invalid_span`.

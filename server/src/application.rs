@@ -146,7 +146,10 @@ impl Application {
             )),
             projects: Arc::new(ProjectsService::new(store.clone())),
             admin: Arc::new(AdminConsole::new(store.clone())),
-            topology: Arc::new(TopologyConsole::new(store.clone(), orchestrator.clone())),
+            topology: Arc::new(
+                TopologyConsole::new(store.clone(), orchestrator.clone())
+                    .with_live_metrics(hub.clone()),
+            ),
             deployments: Arc::new(
                 DeploymentsService::new(
                     store.clone(),

@@ -140,6 +140,38 @@ async fn live_metrics(source: MetricsSource) {
     );
     assert!(busy["pids"].as_u64().unwrap() >= 2, "{busy}");
 
+    // The project page's "now" figures and the admin's node list add up the same newest
+    // samples; strangers get 404 for the project.
+    let now_path = format!("/api/v1/projects/{project_id}/metrics");
+    let now = owner.get(&now_path).await.expect_ok().await;
+    let row = now
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment_id"] == json!(id))
+        .unwrap_or_else(|| panic!("the burner is missing: {now}"));
+    assert_eq!(row["instances"], 1, "{now}");
+    assert!(row["cpu_percent"].as_f64().unwrap() > 50.0, "{now}");
+    assert!(row["memory_bytes"].as_u64().unwrap() > 0, "{now}");
+    assert_eq!(row["memory_limit_bytes"], 1_073_741_824u64, "{now}");
+    stranger
+        .get(&now_path)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "project_not_found")
+        .await;
+    let nodes = admin.get("/api/v1/nodes").await.expect_ok().await;
+    let local = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "local")
+        .unwrap_or_else(|| panic!("{nodes}"));
+    assert!(
+        local["cpu_used_millicores"].as_i64().unwrap() > 500,
+        "{local}"
+    );
+    assert!(local["memory_used_bytes"].as_i64().unwrap() > 0, "{local}");
+
     // The same figures for Prometheus (its own token, nobody else's), and the streamer's
     // health for admins.
     let scrape = |token: Option<String>| {

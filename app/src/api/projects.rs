@@ -128,3 +128,15 @@ pub async fn get_project_usage(project_id: String) -> Result<ProjectUsage, ApiEr
         .await
         .map_err(super::tag(&ctx))
 }
+
+/// What each of the project's deployments uses right now, for the project page's
+/// deployments table (refreshed every few seconds).
+#[server(prefix = "/rpc", endpoint = "project_metrics_now")]
+pub async fn project_metrics_now(project_id: String) -> Result<Vec<DeploymentNow>, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .deployments
+        .project_metrics_now(&ctx, &ProjectId(project_id))
+        .await
+        .map_err(super::tag(&ctx))
+}

@@ -229,3 +229,88 @@ pub struct ProjectUsage {
     /// Oldest first; empty unless hourly rows were asked for.
     pub hourly: Vec<UsageHour>,
 }
+
+/// A deployment's resource use right now: the newest sample of each of its instances that
+/// was sampled in the last [`DeploymentNow::FRESH_MS`], added up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DeploymentNow {
+    pub deployment_id: DeploymentId,
+    /// Instances with a fresh sample.
+    pub instances: u32,
+    /// CPU use in percent of one core, summed over the instances (200 = two cores busy).
+    pub cpu_percent: f64,
+    /// Memory in use, bytes, summed over the instances.
+    pub memory_bytes: u64,
+    /// The instances' memory limits, bytes, summed.
+    pub memory_limit_bytes: u64,
+    /// When the newest of those samples was taken, Unix epoch milliseconds.
+    pub at_ms: i64,
+}
+
+impl DeploymentNow {
+    /// How old a sample may be and still count as "now", milliseconds: an instance not
+    /// sampled for this long has stopped (or its node's engine does not answer).
+    pub const FRESH_MS: i64 = 10_000;
+
+    /// Adds up the fresh samples in `samples` (any instances of `deployment`; the newest per
+    /// instance is expected, as the live cache's `latest` gives them). `None` when no sample
+    /// is fresh at `now_ms`.
+    pub fn from_latest(
+        deployment: &DeploymentId,
+        samples: &[MetricsSample],
+        now_ms: i64,
+    ) -> Option<Self> {
+        let fresh: Vec<&MetricsSample> = samples
+            .iter()
+            .filter(|s| &s.deployment_id == deployment && now_ms - s.at_ms <= Self::FRESH_MS)
+            .collect();
+        if fresh.is_empty() {
+            return None;
+        }
+        Some(Self {
+            deployment_id: deployment.clone(),
+            instances: u32::try_from(fresh.len()).unwrap_or(u32::MAX),
+            cpu_percent: fresh.iter().map(|s| s.cpu_percent).sum(),
+            memory_bytes: fresh.iter().map(|s| s.memory_bytes).sum(),
+            memory_limit_bytes: fresh.iter().map(|s| s.memory_limit_bytes).sum(),
+            at_ms: fresh.iter().map(|s| s.at_ms).max().unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_now_adds_up_fresh_samples_only() {
+        let web = DeploymentId("web".into());
+        let sample = |instance: &str, deployment: &DeploymentId, at_ms, cpu, mem| MetricsSample {
+            cpu_percent: cpu,
+            memory_bytes: mem,
+            memory_limit_bytes: 1 << 30,
+            ..MetricsSample::idle(InstanceId(instance.into()), deployment.clone(), at_ms)
+        };
+        let now = 100_000;
+        let samples = [
+            sample("a", &web, now - 1_000, 50.0, 100),
+            sample("b", &web, now - 9_000, 25.5, 200),
+            // Stopped 11 s ago: not "now".
+            sample("c", &web, now - 11_000, 90.0, 400),
+            // Another deployment's instance.
+            sample("d", &DeploymentId("db".into()), now, 10.0, 800),
+        ];
+        let current = DeploymentNow::from_latest(&web, &samples, now).unwrap();
+        assert_eq!(current.instances, 2);
+        assert_eq!(current.cpu_percent, 75.5);
+        assert_eq!(current.memory_bytes, 300);
+        assert_eq!(current.memory_limit_bytes, 2 << 30);
+        assert_eq!(current.at_ms, now - 1_000);
+        assert_eq!(
+            DeploymentNow::from_latest(&web, &samples[2..3], now),
+            None,
+            "only stale samples"
+        );
+    }
+}

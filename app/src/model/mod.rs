@@ -332,6 +332,14 @@ pub struct NodeView {
     /// Memory reserved by those instances' plans, bytes.
     #[serde(default)]
     pub memory_allocated_bytes: i64,
+    /// CPU the node's instances use right now (their newest samples, at most 10 s old,
+    /// added up), thousandths of a core; `None` where this process runs no metrics
+    /// streamer.
+    #[serde(default)]
+    pub cpu_used_millicores: Option<i64>,
+    /// Memory those instances use right now, bytes; `None` as above.
+    #[serde(default)]
+    pub memory_used_bytes: Option<i64>,
     /// What runs on the node: deployments with their instance counts, by project and name.
     #[serde(default)]
     pub workloads: Vec<NodeWorkload>,

@@ -1,15 +1,44 @@
 //! The project page's deployments: the list with status badges and the "New deployment" form.
 
+use std::time::Duration;
+
 use leptos::prelude::*;
 
 use crate::{
     api::{
         deployments::{list_deployments, SubmitNewDeployment},
+        projects::project_metrics_now,
         topology::list_plans,
     },
-    components::{action_error, Card, ErrorPanel, Field, FormError, Submit, TextArea},
-    model::{DeploymentStatus, ProjectId},
+    components::{
+        action_error,
+        chart::{format_value, Unit},
+        Card, ErrorPanel, Field, FormError, Submit, TextArea,
+    },
+    model::{DeploymentNow, DeploymentStatus, ProjectId},
 };
+
+/// How often the "CPU now" and "Memory now" columns are read again.
+const NOW_REFRESH: Duration = Duration::from_secs(5);
+
+/// The "CPU now" and "Memory now" cells of one deployment: "–" without a fresh sample.
+fn now_cells(now: Option<&DeploymentNow>) -> impl IntoView {
+    let (cpu, memory) = match now {
+        Some(n) => (
+            format_value(Unit::Percent, n.cpu_percent),
+            format!(
+                "{} / {}",
+                format_value(Unit::Bytes, n.memory_bytes as f64),
+                format_value(Unit::Bytes, n.memory_limit_bytes as f64)
+            ),
+        ),
+        None => ("–".to_owned(), "–".to_owned()),
+    };
+    view! {
+        <td class="tabular-nums" data-cpu-now="">{cpu}</td>
+        <td class="tabular-nums" data-memory-now="">{memory}</td>
+    }
+}
 
 /// A coloured badge for a deployment status.
 #[component]
@@ -48,6 +77,16 @@ pub fn ProjectDeployments(project: ProjectId) -> impl IntoView {
         |(id, _)| list_deployments(id.0),
     );
     let plans = Resource::new(|| (), |_| list_plans());
+    let tick = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        set_interval(move || tick.update(|t| *t = t.wrapping_add(1)), NOW_REFRESH);
+    });
+    let pid = project.clone();
+    // A process without the metrics role answers 503: the columns then show "–".
+    let now = Resource::new(
+        move || (pid.clone(), tick.get()),
+        |(id, _)| project_metrics_now(id.0),
+    );
     view! {
         <Card heading="Deployments">
             <Transition fallback=|| view! { <p class="text-slate-500">"Loading…"</p> }>
@@ -58,6 +97,7 @@ pub fn ProjectDeployments(project: ProjectId) -> impl IntoView {
                             view! { <p class="text-sm text-slate-500">"No deployments yet."</p> }.into_any()
                         }
                         Ok(items) => {
+                            let now = now.await.unwrap_or_default();
                             view! {
                                 <table id="deployments" class="w-full text-left text-sm">
                                     <thead class="text-slate-500">
@@ -67,6 +107,8 @@ pub fn ProjectDeployments(project: ProjectId) -> impl IntoView {
                                             <th>"Image"</th>
                                             <th>"Instances"</th>
                                             <th>"Release"</th>
+                                            <th title="Percent of one core, all instances">"CPU now"</th>
+                                            <th title="In use / limit, all instances">"Memory now"</th>
                                         </tr>
                                     </thead>
                                     <tbody class="divide-y divide-slate-200 dark:divide-slate-800">
@@ -74,8 +116,9 @@ pub fn ProjectDeployments(project: ProjectId) -> impl IntoView {
                                             .into_iter()
                                             .map(|d| {
                                                 let image = d.spec.as_ref().map(|s| s.image.clone()).unwrap_or_default();
+                                                let current = now.iter().find(|n| n.deployment_id == d.id);
                                                 view! {
-                                                    <tr>
+                                                    <tr data-deployment=d.id.to_string()>
                                                         <td class="py-2 font-medium">
                                                             <a class="text-sky-700 hover:underline dark:text-sky-400" href=format!("/deployments/{}", d.id)>
                                                                 {d.name.clone()}
@@ -85,6 +128,7 @@ pub fn ProjectDeployments(project: ProjectId) -> impl IntoView {
                                                         <td class="font-mono text-xs">{image}</td>
                                                         <td>{d.replicas}</td>
                                                         <td>{d.current_release.map(|n| format!("#{n}")).unwrap_or_else(|| "–".into())}</td>
+                                                        {now_cells(current)}
                                                     </tr>
                                                 }
                                             })

@@ -76,7 +76,7 @@ fn NodesCard() -> impl IntoView {
                         Ok(list) => view! {
                             <table id="nodes" class="w-full text-left text-sm">
                                 <thead class="text-slate-500">
-                                    <tr><th class="py-2">"Node"</th><th>"Region / zone"</th><th>"CPU allocated / capacity"</th><th>"Memory allocated / capacity"</th><th>"Instances / max"</th><th>"State"</th><th>"Engine"</th><th></th></tr>
+                                    <tr><th class="py-2">"Node"</th><th>"Region / zone"</th><th>"CPU allocated / capacity, in use"</th><th>"Memory allocated / capacity, in use"</th><th>"Instances / max"</th><th>"State"</th><th>"Engine"</th><th></th></tr>
                                 </thead>
                                 <tbody class="divide-y divide-slate-200 dark:divide-slate-800">
                                     {list.into_iter().map(|n| {
@@ -97,8 +97,18 @@ fn NodesCard() -> impl IntoView {
                                                     </ul>
                                                 </td>
                                                 <td>{format!("{} / {}", n.region, n.availability_zone)}</td>
-                                                <td class="cpu">{format!("{} / {} cores", format_cores(n.cpu_allocated_millicores), format_cores(n.cpu_millicores))}</td>
-                                                <td class="memory">{format!("{} / {}", format_bytes(n.memory_allocated_bytes), format_bytes(n.memory_bytes))}</td>
+                                                <td class="cpu">
+                                                    {format!("{} / {} cores", format_cores(n.cpu_allocated_millicores), format_cores(n.cpu_millicores))}
+                                                    {n.cpu_used_millicores.map(|m| view! {
+                                                        <span class="cpu-used block text-xs text-slate-500">{format!("{} in use", format_cores(m))}</span>
+                                                    })}
+                                                </td>
+                                                <td class="memory">
+                                                    {format!("{} / {}", format_bytes(n.memory_allocated_bytes), format_bytes(n.memory_bytes))}
+                                                    {n.memory_used_bytes.map(|b| view! {
+                                                        <span class="memory-used block text-xs text-slate-500">{format!("{} in use", format_bytes(b))}</span>
+                                                    })}
+                                                </td>
                                                 <td class="instances">{format!("{} / {}", n.instances, n.max_instances)}</td>
                                                 <td>{state_badge(n.state)}</td>
                                                 <td class="text-xs text-slate-500">

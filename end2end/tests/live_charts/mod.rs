@@ -10,7 +10,8 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 /// On an open deployment page whose instance runs in `container`: waits for the socket and
 /// the CPU line, writes 24 MiB to the instance's tmpfs and waits for the memory chart to
 /// show it; saves `e2e-metrics.png` (or `e2e-failure.png`) under `target`; then switches
-/// to the 1 h history and back to live.
+/// to the 1 h history and back to live; then checks the project page's "now" columns and
+/// usage card (`e2e-project-now.png`) and comes back.
 pub async fn watch(c: &Client, container: &str, target: &Path) -> Result<()> {
     // Live metrics: the charts fill from the metrics socket, and 24 MiB written to the
     // instance's tmpfs (charged to its memory) show on the memory chart without a reload.
@@ -90,6 +91,40 @@ pub async fn watch(c: &Client, container: &str, target: &Path) -> Result<()> {
         .await?;
     c.wait()
         .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//p[@id='metrics-state'][text()='Live']"))
+        .await?;
+
+    // The project page shows the deployment's CPU and memory now, and the usage card; then
+    // back to the deployment page, live again.
+    let deployment_url = c.current_url().await?;
+    let project = c
+        .find(Locator::XPath("//a[starts-with(@href, '/projects/')]"))
+        .await?
+        .attr("href")
+        .await?
+        .ok_or("the deployment page has no link to its project")?;
+    c.goto(deployment_url.join(&project)?.as_str()).await?;
+    for (what, xpath) in [
+        ("CPU now", "//td[@data-cpu-now][contains(., '%')]"),
+        ("memory now", "//td[@data-memory-now][contains(., 'MiB')]"),
+        ("the usage card", "//*[@id='usage' or @id='usage-empty']"),
+    ] {
+        if let Err(e) = c
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::XPath(xpath))
+            .await
+        {
+            let shot = c.screenshot().await?;
+            std::fs::write(target.join("e2e-failure.png"), shot)?;
+            return Err(format!("waiting for {what} on the project page: {e}").into());
+        }
+    }
+    let shot = c.screenshot().await?;
+    std::fs::write(target.join("e2e-project-now.png"), shot)?;
+    c.goto(deployment_url.as_str()).await?;
+    c.wait()
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::XPath("//p[@id='metrics-state'][text()='Live']"))
         .await?;
     Ok(())

@@ -566,6 +566,14 @@ impl DeploymentService for DeploymentsService {
         self.history(ctx, id, range).await
     }
 
+    async fn project_metrics_now(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+    ) -> Result<Vec<DeploymentNow>, ApiError> {
+        self.project_now(ctx, project).await
+    }
+
     async fn project_usage(
         &self,
         ctx: &RequestContext,

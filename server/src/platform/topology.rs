@@ -7,13 +7,19 @@ use app::{
 use async_trait::async_trait;
 use serde_json::json;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use super::{audit, internal};
 use crate::{
+    metrics::MetricsHub,
     orchestrator::{topology::PlainCredentials, Orchestrator},
     runtime::{Endpoint, RuntimeError},
-    store::{NewNode, NodeCapacity, NodeCredentials, NodeRecord, PlanRecord, Store, StoreError},
+    store::{
+        now_ms, NewNode, NodeCapacity, NodeCredentials, NodeRecord, PlanRecord, Store, StoreError,
+    },
 };
 
 /// Most instances on an added node unless the admin says otherwise.
@@ -23,6 +29,9 @@ const DEFAULT_MAX_INSTANCES: i64 = 100;
 pub struct TopologyConsole {
     store: Store,
     orchestrator: Arc<Orchestrator>,
+    /// The live cache, for what each node's instances use now (`None`: this process does not
+    /// run the `metrics` role).
+    live_metrics: Option<Arc<MetricsHub>>,
 }
 
 impl TopologyConsole {
@@ -30,7 +39,46 @@ impl TopologyConsole {
         Self {
             store,
             orchestrator,
+            live_metrics: None,
         }
+    }
+
+    /// Lets the node list show used CPU and memory from this process's live cache.
+    pub fn with_live_metrics(mut self, hub: Option<Arc<MetricsHub>>) -> Self {
+        self.live_metrics = hub;
+        self
+    }
+
+    /// `(CPU millicores, memory bytes)` used right now per node id: the instances' newest
+    /// samples that are at most [`DeploymentNow::FRESH_MS`] old, placed on nodes by their
+    /// locations. `None` without a live cache.
+    async fn used_by_node(&self) -> Result<Option<HashMap<String, (i64, i64)>>, ApiError> {
+        let Some(hub) = &self.live_metrics else {
+            return Ok(None);
+        };
+        let node_of: HashMap<String, String> = self
+            .store
+            .locations()
+            .all()
+            .await
+            .map_err(internal("list instances"))?
+            .into_iter()
+            .map(|l| (l.id, l.node_id))
+            .collect();
+        let now = now_ms();
+        let mut used: HashMap<String, (i64, i64)> = HashMap::new();
+        for s in hub.newest() {
+            if now - s.at_ms > DeploymentNow::FRESH_MS {
+                continue;
+            }
+            if let Some(node) = node_of.get(&s.instance_id.0) {
+                let entry = used.entry(node.clone()).or_default();
+                // cpu_percent is in percent of one core: 100 % = 1000 millicores.
+                entry.0 += (s.cpu_percent * 10.0).round() as i64;
+                entry.1 += i64::try_from(s.memory_bytes).unwrap_or(i64::MAX);
+            }
+        }
+        Ok(Some(used))
     }
 }
 
@@ -180,6 +228,8 @@ fn node_view(n: NodeRecord) -> NodeView {
         instances: 0,
         cpu_allocated_millicores: 0,
         memory_allocated_bytes: 0,
+        cpu_used_millicores: None,
+        memory_used_bytes: None,
         workloads: Vec::new(),
     }
 }
@@ -310,6 +360,7 @@ impl TopologyService for TopologyConsole {
             .await
             .map_err(internal("node allocations"))?;
         let workloads = self.workloads().await?;
+        let used = self.used_by_node().await?;
         Ok(nodes
             .into_iter()
             .map(|n| {
@@ -322,6 +373,8 @@ impl TopologyService for TopologyConsole {
                     instances: a.instances,
                     cpu_allocated_millicores: a.cpu_millicores,
                     memory_allocated_bytes: a.memory_bytes,
+                    cpu_used_millicores: used.as_ref().map(|u| u.get(&n.id).map_or(0, |x| x.0)),
+                    memory_used_bytes: used.as_ref().map(|u| u.get(&n.id).map_or(0, |x| x.1)),
                     workloads: workloads.get(&n.id).cloned().unwrap_or_default(),
                     ..node_view(n)
                 }

@@ -35,14 +35,48 @@ impl DeploymentsService {
         id: &DeploymentId,
     ) -> Result<Vec<MetricsSample>, ApiError> {
         let d = self.visible(ctx, id).await?;
-        let hub = self.live_metrics.as_ref().ok_or_else(|| {
+        Ok(self.hub()?.window(&DeploymentId(d.id)))
+    }
+
+    /// The live cache, or 503 `metrics_unavailable` in a process without the streamer.
+    fn hub(&self) -> Result<&MetricsHub, ApiError> {
+        self.live_metrics.as_deref().ok_or_else(|| {
             ApiError::new(
                 503,
                 "metrics_unavailable",
                 "Live metrics are served by processes with the metrics role; this one has none.",
             )
-        })?;
-        Ok(hub.window(&DeploymentId(d.id)))
+        })
+    }
+
+    /// What each of the project's deployments uses right now (its instances' newest
+    /// samples, at most [`DeploymentNow::FRESH_MS`] old, added up), by deployment name;
+    /// deployments without a running, sampled instance are left out.
+    ///
+    /// # Errors
+    /// 404 for a project the caller may not see; 503 `metrics_unavailable` when this
+    /// process does not run the streamer.
+    pub(super) async fn project_now(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+    ) -> Result<Vec<DeploymentNow>, ApiError> {
+        project_access(&self.store, ctx, project).await?;
+        let hub = self.hub()?;
+        let deployments = self
+            .store
+            .deployments()
+            .for_project(&project.0)
+            .await
+            .map_err(internal("list deployments"))?;
+        let now = now_ms();
+        Ok(deployments
+            .into_iter()
+            .filter_map(|d| {
+                let id = DeploymentId(d.id);
+                DeploymentNow::from_latest(&id, &hub.latest(&id), now)
+            })
+            .collect())
     }
 
     /// The deployment's history over `range`, ending now.

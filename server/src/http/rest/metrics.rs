@@ -1,5 +1,6 @@
 //! `/api/v1/deployments/{id}/metrics` (the live window), `.../metrics/history` (minute
-//! rollups) and `/api/v1/projects/{id}/usage` (hourly usage for billing). Members only,
+//! rollups), `/api/v1/projects/{id}/metrics` (each deployment now) and
+//! `/api/v1/projects/{id}/usage` (hourly usage for billing). Members only,
 //! as the portal.
 
 use app::model::*;
@@ -28,6 +29,26 @@ pub async fn live(
         .services
         .deployments
         .live_metrics(&ctx, &DeploymentId(id))
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// What each of the project's deployments uses right now: the newest samples (at most
+/// 10 s old) of its running instances, added up. Deployments with none are left out.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/metrics", tag = "metrics",
+    params(("id" = String, Path, description = "project id")),
+    responses((status = 200, body = [DeploymentNow]), (status = 404, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope, description = "no metrics streamer in this process")))]
+pub async fn project_now(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<Json<Vec<DeploymentNow>>> {
+    state
+        .services
+        .deployments
+        .project_metrics_now(&ctx, &ProjectId(id))
         .await
         .map(Json)
         .map_err(fail(&ctx))

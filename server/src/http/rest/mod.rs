@@ -115,6 +115,7 @@ pub fn router() -> Router<AppState> {
         .route("/deployments/{id}/metrics", get(metrics::live))
         .route("/deployments/{id}/metrics/history", get(metrics::history))
         .route("/projects/{id}/usage", get(metrics::usage))
+        .route("/projects/{id}/metrics", get(metrics::project_now))
         .route("/jobs/{id}", get(deployments::job))
         .route(
             "/deployments/{id}/domains",

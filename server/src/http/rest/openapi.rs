@@ -42,7 +42,7 @@ impl Modify for Security {
         deployments::remove, deployments::job, deployments::logs,
         domains::list, domains::add, domains::verify, domains::remove, domains::update,
         domains::list_paths, domains::add_path, domains::remove_path,
-        metrics::live, metrics::history, metrics::usage,
+        metrics::live, metrics::history, metrics::project_now, metrics::usage,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
