@@ -402,3 +402,188 @@ impl Drop for RemoveOnDrop {
         docker_cleanup(&self.0);
     }
 }
+
+/// A Unix-socket proxy in front of the real engine that can stop answering: while stalled
+/// it still accepts connections and reads requests but passes no byte either way, as an
+/// engine that hangs does.
+struct StallingEngine {
+    socket: std::path::PathBuf,
+    stalled: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl StallingEngine {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let (stalled, watch) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(engine) = tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    else {
+                        return;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (engine_read, engine_write) = engine.into_split();
+                    tokio::join!(
+                        pump(client_read, engine_write, watch.clone()),
+                        pump(engine_read, client_write, watch),
+                    );
+                });
+            }
+        });
+        Self {
+            socket,
+            stalled,
+            task,
+            _dir: dir,
+        }
+    }
+
+    fn stall(&self, stalled: bool) {
+        self.stalled.send_replace(stalled);
+    }
+}
+
+impl Drop for StallingEngine {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding each chunk while the engine is stalled.
+async fn pump(
+    mut from: tokio::net::unix::OwnedReadHalf,
+    mut to: tokio::net::unix::OwnedWriteHalf,
+    mut stalled: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.wait_for(|s| !*s).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Polls `/metrics/observability` until `check` holds; panics after `wait`.
+async fn observe_until(
+    admin: &Browser,
+    wait: Duration,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + wait;
+    loop {
+        let o = admin.get("/metrics/observability").await.expect_ok().await;
+        if check(&o) {
+            return o;
+        }
+        assert!(Instant::now() < deadline, "{what} within {wait:?}: {o}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// An engine that stops answering opens the streamer's breaker (five stalled stats streams
+/// in a row), `/healthz` says the metrics are degraded while Berth keeps answering, and
+/// once the engine answers again the breaker closes and samples flow again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_engine_opens_the_breaker_and_samples_resume_after_it() {
+    ensure_test_image();
+    let engine = StallingEngine::start();
+    let db = fresh_db(Db::Sqlite).await;
+    let mut config = test_config(&db);
+    config.docker_host = format!("unix://{}", engine.socket.display());
+    config.metrics_source = MetricsSource::Docker;
+    let app = TestApp::start(config).await;
+    let admin = app.admin_client().await;
+    let (owner, project_id) = project(&app, &admin, "hung@example.com", "hung").await;
+    // Five instances, five stats streams: one stall each reaches the breaker's threshold.
+    let quiet = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"];
+    let (id, job) = create(&owner, &project_id, "quiet", 5, command_spec(&quiet)).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let live = format!("/api/v1/deployments/{id}/metrics");
+    let sampled_after = |since: i64| {
+        let owner = &owner;
+        let live = &live;
+        async move {
+            let window = owner.get(live).await.expect_ok().await;
+            window
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["at_ms"].as_i64().unwrap() > since)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sampled_after(0).await {
+        assert!(Instant::now() < deadline, "no samples through the proxy");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let healthz = owner.get("/healthz").await.expect_ok().await;
+    assert_eq!(healthz["metrics"]["state"], "streaming", "{healthz}");
+
+    engine.stall(true);
+    let open = |o: &Value| {
+        o["breakers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|s| s == "open")
+    };
+    observe_until(&admin, Duration::from_secs(60), "the breaker opens", open).await;
+    // Berth itself keeps answering, and says what is wrong.
+    let asked = Instant::now();
+    let healthz = owner.get("/healthz").await.json::<Value>().await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(healthz["metrics"]["state"], "degraded", "{healthz}");
+    assert!(
+        healthz["metrics"]["breakers_open"].as_u64().unwrap() >= 1,
+        "{healthz}"
+    );
+    // Streams that would have been opened meanwhile are refused, not sent to the engine.
+    observe_until(&admin, Duration::from_secs(30), "calls are refused", |o| {
+        o["calls_refused"].as_u64().unwrap() > 0
+    })
+    .await;
+
+    let resumed = now_ms();
+    engine.stall(false);
+    let closed = |o: &Value| {
+        o["breakers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|s| s == "closed")
+    };
+    observe_until(
+        &admin,
+        Duration::from_secs(90),
+        "the breaker closes",
+        closed,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sampled_after(resumed).await {
+        assert!(
+            Instant::now() < deadline,
+            "no samples after the engine came back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let healthz = owner.get("/healthz").await.expect_ok().await;
+    assert_eq!(healthz["metrics"]["state"], "streaming", "{healthz}");
+    app.stop().await;
+}
