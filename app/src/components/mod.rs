@@ -5,7 +5,9 @@ mod form;
 mod layout;
 mod socket;
 pub mod theme;
+mod ticker;
 
 pub use form::*;
 pub use layout::*;
 pub use socket::LiveSocket;
+pub use ticker::ticker;

@@ -16,8 +16,8 @@ use super::{
 use crate::{
     api::deployments::{deployment_logs, get_deployment, DeploymentLifecycle, UpdateDeployment},
     components::{
-        action_error, format_time, Card, ErrorPanel, Field, FormError, LiveSocket, Portal, Submit,
-        TextArea,
+        action_error, format_time, ticker, Card, ErrorPanel, Field, FormError, LiveSocket, Portal,
+        Submit, TextArea,
     },
     model::{DeploymentDetail, DeploymentForm, InstanceView, JobView, ReleaseView},
 };
@@ -37,13 +37,7 @@ fn DeploymentDetailView() -> impl IntoView {
     let id = move || params.read().get("id").unwrap_or_default();
     let lifecycle = ServerAction::<DeploymentLifecycle>::new();
     let update = ServerAction::<UpdateDeployment>::new();
-    let tick = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        set_interval(
-            move || tick.update(|t| *t = t.wrapping_add(1)),
-            Duration::from_secs(2),
-        );
-    });
+    let tick = ticker(Duration::from_secs(2));
     let detail = Resource::new(
         move || {
             (

@@ -13,7 +13,7 @@ use crate::{
     components::{
         action_error,
         chart::{format_value, Unit},
-        Card, ErrorPanel, Field, FormError, Submit, TextArea,
+        ticker, Card, ErrorPanel, Field, FormError, Submit, TextArea,
     },
     model::{DeploymentNow, DeploymentStatus, ProjectId},
 };
@@ -77,10 +77,7 @@ pub fn ProjectDeployments(project: ProjectId) -> impl IntoView {
         |(id, _)| list_deployments(id.0),
     );
     let plans = Resource::new(|| (), |_| list_plans());
-    let tick = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        set_interval(move || tick.update(|t| *t = t.wrapping_add(1)), NOW_REFRESH);
-    });
+    let tick = ticker(NOW_REFRESH);
     let pid = project.clone();
     // A process without the metrics role answers 503: the columns then show "–".
     let now = Resource::new(

@@ -11,7 +11,7 @@ use crate::{
         list_domains, list_path_routes, AttachDomain, AttachPathRoute, RemoveDomain,
         RemovePathRoute, SetDomainRedirect, VerifyDomain,
     },
-    components::{action_error, format_time, Card, ErrorPanel, Field, FormError, Submit},
+    components::{action_error, format_time, ticker, Card, ErrorPanel, Field, FormError, Submit},
     model::{CertificateState, CertificateView, DomainStatus},
 };
 
@@ -26,13 +26,7 @@ pub fn Domains(id: String) -> impl IntoView {
     let other_error = action_error(verify.value());
     let remove_error = action_error(remove.value());
     // Checks run in the background: look again every 5 s while the card is shown.
-    let tick = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        set_interval(
-            move || tick.update(|t| *t = t.wrapping_add(1)),
-            Duration::from_secs(5),
-        );
-    });
+    let tick = ticker(Duration::from_secs(5));
     let lid = id.clone();
     let domains = Resource::new(
         move || {
