@@ -44,6 +44,10 @@ fn start_bind(dir: &Path, port: u16) -> KillOnDrop {
   listen-on-v6 {{ none; }};
   recursion no;
   dnssec-validation no;
+  // Containers started by other tests add and remove interfaces; a rescan may drop and
+  // reopen the listeners, refusing connections for a moment. 127.0.0.1 is all this needs.
+  automatic-interface-scan no;
+  interface-interval 0;
 }};
 controls {{ }};
 key "{KEY_NAME}" {{ algorithm hmac-sha256; secret "{KEY_SECRET}"; }};
@@ -59,7 +63,7 @@ zone "{ZONE}" {{
     std::fs::write(
         dir.join(format!("{ZONE}.zone")),
         format!(
-            "$TTL 60\n@ IN SOA ns.{ZONE}. admin.{ZONE}. 1 60 60 600 60\n@ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n"
+            "$TTL 60\n@ IN SOA ns.{ZONE}. admin.{ZONE}. 1 60 60 600 60\n@ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\nwho IN TXT \"{d}\"\n"
         ),
     )
     .unwrap();
@@ -71,23 +75,13 @@ zone "{ZONE}" {{
         .spawn()
         .expect("named (scripts/install-deps.sh --test installs bind9)");
     let child = KillOnDrop(child);
-    // Listening is not enough: wait until the zone is loaded and answers over TCP.
+    // Listening is not enough: wait until the zone is loaded and answers over TCP, and
+    // make sure the answer is this server's (its own directory in `who`), not another
+    // test's that happens to hold the port.
     let deadline = Instant::now() + Duration::from_secs(10);
+    let who = format!("who.{ZONE}");
     loop {
-        let out = Command::new("dig")
-            .args([
-                "+short",
-                "+tcp",
-                "+time=1",
-                "-p",
-                &port.to_string(),
-                "@127.0.0.1",
-                ZONE,
-                "SOA",
-            ])
-            .output()
-            .expect("dig (bind9-dnsutils)");
-        if !out.stdout.is_empty() {
+        if txt(port, &who) == [d.to_string()] {
             return child;
         }
         assert!(Instant::now() < deadline, "named did not start");
