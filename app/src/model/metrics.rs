@@ -253,9 +253,9 @@ impl DeploymentNow {
     /// sampled for this long has stopped (or its node's engine does not answer).
     pub const FRESH_MS: i64 = 10_000;
 
-    /// Adds up the fresh samples in `samples` (any instances of `deployment`; the newest per
-    /// instance is expected, as the live cache's `latest` gives them). `None` when no sample
-    /// is fresh at `now_ms`.
+    /// Adds up `deployment`'s fresh samples in `samples` (one per instance expected, the
+    /// newest, as the live cache's `newest` gives them for every instance; other
+    /// deployments' samples are skipped). `None` when none is fresh at `now_ms`.
     pub fn from_latest(
         deployment: &DeploymentId,
         samples: &[MetricsSample],

@@ -73,17 +73,6 @@ impl MetricsHub {
         samples
     }
 
-    /// The newest sample of every instance of `deployment` that has one.
-    pub fn latest(&self, deployment: &DeploymentId) -> Vec<MetricsSample> {
-        let windows = self.windows.lock().expect("metrics windows");
-        windows
-            .values()
-            .filter_map(|w| w.back())
-            .filter(|s| &s.deployment_id == deployment)
-            .map(|s| MetricsSample::clone(s))
-            .collect()
-    }
-
     /// The newest sample of every instance.
     pub fn newest(&self) -> Vec<MetricsSample> {
         let windows = self.windows.lock().expect("metrics windows");
@@ -147,8 +136,11 @@ mod tests {
         assert_eq!(a.first().unwrap().at_ms, 4 * minute);
         assert!(a.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
         assert!(a.iter().all(|s| s.deployment_id.0 == "a"));
-        let latest = hub.latest(&DeploymentId("a".into()));
-        assert_eq!(latest.len(), 2);
+        let newest = hub.newest();
+        assert_eq!(
+            newest.iter().filter(|s| s.deployment_id.0 == "a").count(),
+            2
+        );
         assert_eq!(hub.size(), (3, 33));
         // 16 minutes after a2's sample every window is stale.
         hub.forget_stale(35 * minute + 501);

@@ -18,7 +18,8 @@ use crate::{
     orchestrator::{topology::PlainCredentials, Orchestrator},
     runtime::{Endpoint, RuntimeError},
     store::{
-        now_ms, NewNode, NodeCapacity, NodeCredentials, NodeRecord, PlanRecord, Store, StoreError,
+        now_ms, LocationRecord, NewNode, NodeCapacity, NodeCredentials, NodeRecord, PlanRecord,
+        Store, StoreError,
     },
 };
 
@@ -50,20 +51,13 @@ impl TopologyConsole {
     }
 
     /// `(CPU millicores, memory bytes)` used right now per node id: the instances' newest
-    /// samples that are at most [`DeploymentNow::FRESH_MS`] old, placed on nodes by their
-    /// locations. `None` without a live cache.
-    async fn used_by_node(&self) -> Result<Option<HashMap<String, (i64, i64)>>, ApiError> {
-        let Some(hub) = &self.live_metrics else {
-            return Ok(None);
-        };
-        let node_of: HashMap<String, String> = self
-            .store
-            .locations()
-            .all()
-            .await
-            .map_err(internal("list instances"))?
-            .into_iter()
-            .map(|l| (l.id, l.node_id))
+    /// samples that are at most [`DeploymentNow::FRESH_MS`] old, placed on nodes by
+    /// `locations`. `None` without a live cache.
+    fn used_by_node(&self, locations: &[LocationRecord]) -> Option<HashMap<String, (i64, i64)>> {
+        let hub = self.live_metrics.as_ref()?;
+        let node_of: HashMap<&str, &str> = locations
+            .iter()
+            .map(|l| (l.id.as_str(), l.node_id.as_str()))
             .collect();
         let now = now_ms();
         let mut used: HashMap<String, (i64, i64)> = HashMap::new();
@@ -71,20 +65,24 @@ impl TopologyConsole {
             if now - s.at_ms > DeploymentNow::FRESH_MS {
                 continue;
             }
-            if let Some(node) = node_of.get(&s.instance_id.0) {
-                let entry = used.entry(node.clone()).or_default();
+            if let Some(node) = node_of.get(s.instance_id.0.as_str()) {
+                let entry = used.entry((*node).to_owned()).or_default();
                 // cpu_percent is in percent of one core: 100 % = 1000 millicores.
                 entry.0 += (s.cpu_percent * 10.0).round() as i64;
                 entry.1 += i64::try_from(s.memory_bytes).unwrap_or(i64::MAX);
             }
         }
-        Ok(Some(used))
+        Some(used)
     }
 }
 
 impl TopologyConsole {
-    /// Per node id: the deployments with instances there, by project and deployment name.
-    async fn workloads(&self) -> Result<BTreeMap<String, Vec<NodeWorkload>>, ApiError> {
+    /// Per node id: the deployments with instances there (from `locations`), by project and
+    /// deployment name.
+    async fn workloads(
+        &self,
+        locations: &[LocationRecord],
+    ) -> Result<BTreeMap<String, Vec<NodeWorkload>>, ApiError> {
         let store = &self.store;
         let projects: BTreeMap<String, String> = store
             .projects()
@@ -106,15 +104,14 @@ impl TopologyConsole {
             })
             .collect();
         let mut counts: BTreeMap<(String, (String, String), String), i64> = BTreeMap::new();
-        for loc in store
-            .locations()
-            .all()
-            .await
-            .map_err(internal("list instances"))?
-        {
+        for loc in locations {
             if let Some(names) = deployments.get(&loc.deployment_id) {
                 *counts
-                    .entry((loc.node_id, names.clone(), loc.deployment_id))
+                    .entry((
+                        loc.node_id.clone(),
+                        names.clone(),
+                        loc.deployment_id.clone(),
+                    ))
                     .or_default() += 1;
             }
         }
@@ -359,8 +356,15 @@ impl TopologyService for TopologyConsole {
             .allocations()
             .await
             .map_err(internal("node allocations"))?;
-        let workloads = self.workloads().await?;
-        let used = self.used_by_node().await?;
+        // One read of the instances serves the workloads and the use now.
+        let locations = self
+            .store
+            .locations()
+            .all()
+            .await
+            .map_err(internal("list instances"))?;
+        let workloads = self.workloads(&locations).await?;
+        let used = self.used_by_node(&locations);
         Ok(nodes
             .into_iter()
             .map(|n| {

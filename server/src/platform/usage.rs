@@ -69,13 +69,12 @@ impl DeploymentsService {
             .for_project(&project.0)
             .await
             .map_err(internal("list deployments"))?;
+        // One pass over the cache; each deployment then picks its own samples.
+        let newest = hub.newest();
         let now = now_ms();
         Ok(deployments
             .into_iter()
-            .filter_map(|d| {
-                let id = DeploymentId(d.id);
-                DeploymentNow::from_latest(&id, &hub.latest(&id), now)
-            })
+            .filter_map(|d| DeploymentNow::from_latest(&DeploymentId(d.id), &newest, now))
             .collect())
     }
 
