@@ -17,7 +17,8 @@ if [[ $want_test -eq 1 ]]; then
   # openssh-server: an sshd for ssh:// nodes (the tests start both on loopback, never as services);
   # pebble: its pebble-challtestsrv is the DNS server of the custom-domain tests;
   # bind9 (+ bind9-dnsutils for nsupdate): the RFC 2136 server of the DNS-01 test.
-  packages+=(postgresql chromium chromium-driver python3-venv curl openssl nginx libnginx-mod-stream openssh-server pebble bind9 bind9-dnsutils)
+  # git (its http-backend) serves the repositories of the build tests.
+  packages+=(git postgresql chromium chromium-driver python3-venv curl openssl nginx libnginx-mod-stream openssh-server pebble bind9 bind9-dnsutils)
 fi
 missing=()
 for p in "${packages[@]}"; do

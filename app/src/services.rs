@@ -340,6 +340,62 @@ pub trait DeploymentService: Send + Sync {
     ) -> Result<ProjectUsage, ApiError>;
 }
 
+/// Git sources, builds and webhook deliveries of deployments. Every method checks that the
+/// caller may see the deployment's project (404 otherwise).
+#[async_trait]
+pub trait BuildService: Send + Sync {
+    /// The deployment's git source, if it has one.
+    async fn get_git_source(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<Option<GitSourceView>, ApiError>;
+    /// Connects (or changes) the git source; the webhook secret is in the answer the first
+    /// time only.
+    async fn set_git_source(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+        req: SetGitSource,
+    ) -> Result<GitSourceCreated, ApiError>;
+    /// Disconnects the repository; builds and deliveries stay listed.
+    async fn remove_git_source(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<(), ApiError>;
+    /// A new webhook secret, shown in the answer once; the old one stops working.
+    async fn rotate_webhook_secret(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<GitSourceCreated, ApiError>;
+    /// Queues a build of the branch head or of `req.commit`.
+    async fn trigger_build(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+        req: TriggerBuild,
+    ) -> Result<BuildView, ApiError>;
+    /// The deployment's builds, newest first.
+    async fn list_builds(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<Vec<BuildView>, ApiError>;
+    /// One build and its log.
+    async fn get_build(&self, ctx: &RequestContext, id: &BuildId) -> Result<BuildDetail, ApiError>;
+    /// Stops a queued or running build.
+    async fn cancel_build(&self, ctx: &RequestContext, id: &BuildId)
+        -> Result<BuildView, ApiError>;
+    /// The deployment's webhook deliveries, newest first.
+    async fn list_deliveries(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<Vec<WebhookDeliveryView>, ApiError>;
+}
+
 /// The handles `server` provides to server functions (Leptos context) and REST handlers.
 #[derive(Clone)]
 pub struct Services {
@@ -348,4 +404,5 @@ pub struct Services {
     pub admin: Arc<dyn AdminService>,
     pub topology: Arc<dyn TopologyService>,
     pub deployments: Arc<dyn DeploymentService>,
+    pub builds: Arc<dyn BuildService>,
 }

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::{bootstrap, FailureLimiter},
+    builds::{BuildSettings, Builder},
     config::{Config, Role},
     http::{self, AppState},
     ingress::{
@@ -17,14 +18,14 @@ use crate::{
         domains::DomainVerifier,
         Ingress, Limits,
     },
-    jobs::Workers,
+    jobs::{ByKind, Workers},
     metrics::{Collector, LiveMetrics, MetricsHub, Retention, RollupBuffer, RollupWriter},
     orchestrator::{
         monitor::HealthMonitor, reconciler::Reconciler, topology::register_local_node, Orchestrator,
     },
     platform::{
-        accounts::SignInLimits, AccountsService, AdminConsole, AppUrls, DeploymentsService,
-        ProjectsService, TopologyConsole,
+        accounts::SignInLimits, AccountsService, AdminConsole, AppUrls, BuildsService,
+        DeploymentsService, ProjectsService, TopologyConsole, WebhookReceiver,
     },
     runtime::Engine,
     secrets::SecretBox,
@@ -88,7 +89,26 @@ impl Application {
         if let Some((node_id, engine)) = connect_local_engine(&store, &config).await {
             orchestrator.attach_engine(&node_id, engine);
         }
-        let workers = Arc::new(Workers::new(store.clone(), orchestrator.clone()));
+        let builder = Arc::new(Builder::new(
+            store.clone(),
+            secrets.clone(),
+            orchestrator.clone(),
+            BuildSettings {
+                workspace_root: config.data_dir.join("builds"),
+                concurrency_per_node: config.build_concurrency,
+                timeout: Duration::from_secs(config.build_timeout_secs),
+                context_max_bytes: config.build_context_max_bytes,
+                images_kept: config.build_images_kept,
+                allow_private_repositories: config.build_allow_private_repositories,
+            },
+        ));
+        let workers = Arc::new(Workers::new(
+            store.clone(),
+            Arc::new(ByKind {
+                default: orchestrator.clone(),
+                kinds: vec![("build", builder.clone())],
+            }),
+        ));
         let reconciler = Arc::new(Reconciler::new(orchestrator.clone()));
 
         let limiter = Arc::new(FailureLimiter::new(Duration::from_secs(
@@ -166,6 +186,11 @@ impl Application {
                 )
                 .with_live_metrics(hub.clone()),
             ),
+            builds: Arc::new(BuildsService::new(
+                store.clone(),
+                secrets.clone(),
+                workers.waker(),
+            )),
         };
 
         let listener = TcpListener::bind(config.listen)
@@ -295,6 +320,12 @@ impl Application {
             ),
             None => None,
         };
+        let webhooks = Arc::new(WebhookReceiver::new(
+            store.clone(),
+            secrets.clone(),
+            workers.waker(),
+            config.webhook_deliveries_per_minute,
+        ));
         let state = AppState {
             store,
             services,
@@ -304,6 +335,8 @@ impl Application {
             orchestrator,
             ingress_stats,
             metrics,
+            webhooks,
+            build_logs: builder.logs.clone(),
         };
         Ok(Self {
             listener,

@@ -4,6 +4,7 @@
 
 pub mod application;
 pub mod auth;
+pub mod builds;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -16,5 +17,6 @@ pub mod runtime;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use application::Application;

@@ -16,6 +16,15 @@ use chacha20poly1305::{
 const PREFIX: &str = "enc:v1:";
 const NONCE_LEN: usize = 24;
 
+/// `bytes` random bytes from the operating system, as lower-case hex (webhook ids and
+/// secrets).
+pub fn random_hex(bytes: usize) -> String {
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Errors of sealing and opening.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {

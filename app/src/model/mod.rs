@@ -52,11 +52,13 @@ id_type!(
     PlanId
 );
 
+mod build;
 mod deployment;
 mod deployment_form;
 mod domain;
 mod metrics;
 mod validate_spec;
+pub use build::*;
 pub use deployment::*;
 pub use deployment_form::DeploymentForm;
 pub use domain::*;

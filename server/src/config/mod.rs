@@ -184,6 +184,22 @@ pub struct Config {
     pub metrics_minutes_retention_days: u32,
     /// Days of hourly usage kept for billing (at least 1). Default 400.
     pub metrics_hours_retention_days: u32,
+    /// Builds run at the same time on one node; more wait their turn. Default 2.
+    pub build_concurrency: u32,
+    /// Seconds a build (fetch and image build) may take before it is stopped. Default 1800.
+    pub build_timeout_secs: u64,
+    /// Largest build context (the tar of the context directory), bytes. Default 512 MiB.
+    pub build_context_max_bytes: u64,
+    /// Images kept per deployment from earlier builds (the current release's is always
+    /// kept); older ones are removed after each successful build. Default 5.
+    pub build_images_kept: u32,
+    /// Allows repositories on loopback, private, link-local and other non-public addresses,
+    /// and plain `http://` URLs (an installation whose git server is on its own network).
+    /// Default false: such URLs are refused, so a build cannot reach the metadata service or
+    /// Berth's own ports.
+    pub build_allow_private_repositories: bool,
+    /// Webhook deliveries accepted per webhook per minute; more get 429. Default 60.
+    pub webhook_deliveries_per_minute: u32,
 }
 
 /// An address, or `None` for an empty string.
@@ -240,6 +256,12 @@ impl Default for Config {
             metrics_minutes_retention_days: 7,
             metrics_hours_retention_days: 400,
             acme_dns_update: None,
+            build_concurrency: 2,
+            build_timeout_secs: 1800,
+            build_context_max_bytes: 512 << 20,
+            build_images_kept: 5,
+            build_allow_private_repositories: false,
+            webhook_deliveries_per_minute: 60,
         }
     }
 }
@@ -432,6 +454,22 @@ impl Config {
                 return Err(ConfigError::Key {
                     key: key.into(),
                     message: "must be at least 1 (days)".into(),
+                });
+            }
+        }
+        for (key, value) in [
+            ("build_concurrency", u64::from(self.build_concurrency)),
+            ("build_timeout_secs", self.build_timeout_secs),
+            ("build_context_max_bytes", self.build_context_max_bytes),
+            (
+                "webhook_deliveries_per_minute",
+                u64::from(self.webhook_deliveries_per_minute),
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Key {
+                    key: key.into(),
+                    message: "must be at least 1".into(),
                 });
             }
         }

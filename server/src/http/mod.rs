@@ -4,7 +4,9 @@ mod metrics;
 pub mod middleware;
 mod oidc;
 pub mod rest;
+pub mod webhooks;
 pub mod ws;
+mod ws_builds;
 
 use std::sync::Arc;
 
@@ -39,6 +41,9 @@ pub struct AppState {
     pub ingress_stats: Option<Arc<crate::ingress::observe::IngressStats>>,
     /// The live metrics of this process (`None` without the `metrics` role).
     pub metrics: Option<crate::metrics::LiveMetrics>,
+    pub webhooks: Arc<crate::platform::WebhookReceiver>,
+    /// Live logs of the builds running in this process.
+    pub build_logs: crate::builds::BuildLogs,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -137,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", rest::router())
         .route("/ws/deployments/{id}/logs", get(ws::deployment_logs))
         .route("/ws/deployments/{id}/metrics", get(ws::deployment_metrics))
+        .route("/ws/builds/{id}/log", get(ws_builds::build_log))
         .route("/auth/oidc/start", get(oidc::start))
         .route(crate::auth::oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/healthz", get(healthz))
@@ -156,6 +162,12 @@ pub fn router(state: AppState) -> Router {
         .merge(
             Router::new()
                 .route(metrics::EXPOSITION_PATH, get(metrics::exposition))
+                .route(
+                    "/webhooks/{provider}/{id}",
+                    axum::routing::post(webhooks::receive).layer(
+                        axum::extract::DefaultBodyLimit::max(crate::webhooks::MAX_BODY_BYTES),
+                    ),
+                )
                 .with_state(state),
         )
 }

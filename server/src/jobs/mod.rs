@@ -26,6 +26,27 @@ pub trait JobHandler: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
+/// Sends each job to the handler of its kind, and the rest to `default`.
+pub struct ByKind {
+    pub default: Arc<dyn JobHandler>,
+    pub kinds: Vec<(&'static str, Arc<dyn JobHandler>)>,
+}
+
+impl JobHandler for ByKind {
+    fn run<'a>(
+        &'a self,
+        job: &'a JobRecord,
+        progress: &'a Progress,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        let handler = self
+            .kinds
+            .iter()
+            .find(|(kind, _)| *kind == job.kind)
+            .map_or(&self.default, |(_, h)| h);
+        handler.run(job, progress)
+    }
+}
+
 /// A job's step-by-step progress, written to the store as it changes.
 pub struct Progress {
     store: Store,

@@ -147,13 +147,17 @@ impl Orchestrator {
         &self.installation
     }
 
-    /// The labels every object of `project_id` gets.
-    pub fn project_labels(&self, project_id: &str) -> HashMap<String, String> {
-        let mut l: HashMap<String, String> = self
-            .extra_labels
+    /// The operator's extra labels (`docker_labels`), which every object Berth makes carries.
+    pub fn extra_labels(&self) -> HashMap<String, String> {
+        self.extra_labels
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+            .collect()
+    }
+
+    /// The labels every object of `project_id` gets.
+    pub fn project_labels(&self, project_id: &str) -> HashMap<String, String> {
+        let mut l = self.extra_labels();
         l.insert(labels::INSTALLATION.into(), self.installation.clone());
         l.insert(labels::PROJECT.into(), project_id.to_owned());
         l

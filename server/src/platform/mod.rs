@@ -3,6 +3,7 @@
 
 pub mod accounts;
 mod admin;
+mod builds;
 mod deployment_jobs;
 mod deployment_views;
 pub mod deployments;
@@ -12,14 +13,17 @@ mod path_routes;
 mod projects;
 mod topology;
 mod usage;
+mod webhooks;
 
 pub use accounts::AccountsService;
 pub use admin::AdminConsole;
+pub use builds::BuildsService;
 pub use deployments::DeploymentsService;
 pub use domains::AppUrls;
 pub use logs::LOG_TAIL_MAX;
 pub use projects::ProjectsService;
 pub use topology::TopologyConsole;
+pub use webhooks::{WebhookAnswer, WebhookReceiver};
 
 use app::{
     model::{ApiError, AuditEventView, UserId, UserRole, UserView},

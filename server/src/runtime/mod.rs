@@ -2,10 +2,12 @@
 //! Every call is bounded by a timeout; errors are mapped to [`RuntimeError`] (404 →
 //! `NotFound`, 409 → `Conflict`, 304 on start/stop → success).
 
+mod build;
 mod containers;
 mod ssh;
 mod stats;
 
+pub use build::ImageBuild;
 pub use containers::{
     CommandHealthcheck, ContainerEvent, ContainerSpec, ContainerStatus, OutputLine, ResolvedImage,
     DROPPED_CAPABILITIES, PULL_TIMEOUT,
@@ -45,6 +47,9 @@ pub enum RuntimeError {
     /// The engine refused or failed the call.
     #[error("Docker engine error: {0}")]
     Engine(String),
+    /// An image build failed; the message is the builder's (e.g. the failing step's error).
+    #[error("the build failed: {0}")]
+    BuildFailed(String),
 }
 
 impl RuntimeError {

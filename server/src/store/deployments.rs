@@ -391,7 +391,7 @@ impl<'a> Deployments<'a> {
     }
 }
 
-async fn insert_release(
+pub(super) async fn insert_release(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     deployment_id: &str,
     release: NewRelease,
@@ -432,7 +432,7 @@ async fn insert_release(
 }
 
 /// Records the volume names not yet recorded for this deployment.
-async fn add_volumes(
+pub(super) async fn add_volumes(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     project_id: &str,
     deployment_id: &str,

@@ -1,13 +1,16 @@
 //! The store: one sqlx pool (SQLite by default, PostgreSQL for HA), the migrations, and one
 //! repository per aggregate (users, sessions, projects + members, audit events, API tokens,
-//! topology, deployments + releases, instance locations, jobs, metrics history).
+//! topology, deployments + releases, instance locations, jobs, metrics history, git sources +
+//! builds, webhook deliveries).
 //!
 //! Both backends go through sqlx's `Any` driver with one SQL text per query: `$N`
 //! placeholders (SQLite accepts them too), text ids, `BIGINT`/`INTEGER` epoch milliseconds and
 //! 0/1 flags, so the same repository code and the same contract tests cover both.
 
 mod audit;
+mod builds;
 mod certificates;
+mod deliveries;
 mod deployments;
 mod domains;
 mod jobs;
@@ -21,7 +24,9 @@ mod topology;
 mod users;
 
 pub use audit::{AuditEventRecord, AuditEvents, NewAuditEvent};
+pub use builds::{BuildRecord, Builds, GitSourceRecord, NewBuild};
 pub use certificates::{CertificateRecord, Certificates, Issued};
+pub use deliveries::{Deliveries, DeliveryRecord};
 pub use deployments::{DeploymentRecord, Deployments, NewRelease, ReleaseRecord, Taken};
 pub use domains::{DomainRecord, Domains, PathRouteRecord};
 pub use jobs::{JobRecord, Jobs, NewJob};
@@ -237,6 +242,14 @@ impl Store {
 
     pub fn leases(&self) -> Leases<'_> {
         Leases::new(&self.pool)
+    }
+
+    pub fn builds(&self) -> Builds<'_> {
+        Builds::new(&self.pool)
+    }
+
+    pub fn deliveries(&self) -> Deliveries<'_> {
+        Deliveries::new(&self.pool)
     }
 }
 

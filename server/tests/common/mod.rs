@@ -356,6 +356,16 @@ impl Browser {
             .unwrap()
     }
 
+    pub async fn put_json(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .put(self.url(path))
+            .header(header::ORIGIN, &self.base)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn patch_json(&self, path: &str, body: &Value) -> Response {
         self.http
             .patch(self.url(path))

@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod builds;
 mod deployments;
 mod domains;
 mod metrics;
@@ -131,6 +132,26 @@ pub fn router() -> Router<AppState> {
             get(domains::list_paths).post(domains::add_path),
         )
         .route("/paths/{id}", delete(domains::remove_path))
+        .route(
+            "/deployments/{id}/git",
+            get(builds::get_source)
+                .put(builds::set_source)
+                .delete(builds::remove_source),
+        )
+        .route(
+            "/deployments/{id}/git/webhook-secret",
+            post(builds::rotate_secret),
+        )
+        .route(
+            "/deployments/{id}/builds",
+            get(builds::list).post(builds::trigger),
+        )
+        .route(
+            "/deployments/{id}/webhook-deliveries",
+            get(builds::deliveries),
+        )
+        .route("/builds/{id}", get(builds::get_one))
+        .route("/builds/{id}/cancel", post(builds::cancel))
         .fallback(|| async {
             RestError(ApiError::not_found(
                 "route_not_found",

@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{account, admin, deployments, domains, metrics, projects, topology};
+use super::{account, admin, builds, deployments, domains, metrics, projects, topology};
 
 struct Security;
 
@@ -43,6 +43,8 @@ impl Modify for Security {
         domains::list, domains::add, domains::verify, domains::remove, domains::update,
         domains::list_paths, domains::add_path, domains::remove_path,
         metrics::live, metrics::history, metrics::project_now, metrics::usage,
+        builds::get_source, builds::set_source, builds::remove_source, builds::rotate_secret,
+        builds::list, builds::trigger, builds::get_one, builds::cancel, builds::deliveries,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),

@@ -1,0 +1,107 @@
+//! Image builds: a tar build context sent to the engine's `POST /build` (the classic builder;
+//! see `builds` for why not BuildKit), its output streamed line by line.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::{BuildImageOptions, RemoveImageOptions};
+use futures_util::StreamExt;
+
+use super::{bounded, Engine, RuntimeError};
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct ImageBuild {
+    /// The tag, e.g. `berth-build/<deployment>:<commit>`.
+    pub tag: String,
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+    pub build_args: HashMap<String, String>,
+    /// Labels on the image (`berth.deployment`, `berth.build`, ...).
+    pub labels: HashMap<String, String>,
+}
+
+impl Engine {
+    /// Builds `context` (a tar) into an image and returns its id (`sha256:…`). Each line the
+    /// builder prints goes to `on_line` as it arrives. Dropping the future closes the
+    /// connection, which makes the engine stop the build (how timeouts and cancels work).
+    ///
+    /// # Errors
+    /// `BuildFailed` with the builder's message (the failing step is in the lines before);
+    /// `Unreachable`/`Engine` when the engine cannot be used.
+    pub async fn build_image(
+        &self,
+        context: Vec<u8>,
+        build: &ImageBuild,
+        mut on_line: impl FnMut(&str) + Send,
+    ) -> Result<String, RuntimeError> {
+        let options = BuildImageOptions {
+            dockerfile: build.dockerfile.clone(),
+            t: Some(build.tag.clone()),
+            rm: true,
+            forcerm: true,
+            // Never reach for a registry: base images must be on the node (none is reachable
+            // from an offline installation, and a pull would let a Dockerfile choose what runs).
+            pull: None,
+            buildargs: Some(build.build_args.clone()),
+            labels: Some(build.labels.clone()),
+            ..Default::default()
+        };
+        let mut stream = self.docker.build_image(
+            options,
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(context))),
+        );
+        let mut image_id = None;
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| match e {
+                bollard::errors::Error::DockerStreamError { error } => {
+                    RuntimeError::BuildFailed(error)
+                }
+                other => RuntimeError::from(other),
+            })?;
+            if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+                // The engine sends a step's text and its newline as separate messages.
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    on_line(line);
+                }
+            }
+            if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                return Err(RuntimeError::BuildFailed(message));
+            }
+            if let Some(id) = info.aux.and_then(|a| a.id) {
+                image_id = Some(id);
+            }
+        }
+        match image_id {
+            Some(id) => Ok(id),
+            // Older engines print "Successfully built <id>" instead of an aux record.
+            None => self
+                .inspect_image(&build.tag)
+                .await?
+                .map(|i| i.id)
+                .ok_or_else(|| RuntimeError::BuildFailed("the engine built no image".into())),
+        }
+    }
+
+    /// Removes an image by tag or id; missing is fine, one in use by a container is kept
+    /// (`Conflict`).
+    ///
+    /// # Errors
+    /// `Conflict` when a container uses it, `Timeout`/`Engine` otherwise.
+    pub async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        match bounded(self.docker.remove_image(
+            reference,
+            Some(RemoveImageOptions {
+                force: false,
+                noprune: false,
+                ..Default::default()
+            }),
+            None,
+        ))
+        .await
+        {
+            Ok(_) | Err(RuntimeError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,663 @@
+//! Builds from git on the real Docker engine: a repository served over git's smart HTTP
+//! protocol (`git http-backend` behind Python's CGI server, on loopback), deliveries signed as
+//! GitHub, GitLab and Gitea sign them, the image built from the repository's Dockerfile and
+//! rolled out; forged, replayed and off-branch deliveries, a failing Dockerfile and a missing
+//! commit leave the running release serving.
+
+#[macro_use]
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use app::model::GitProvider;
+use berth::webhooks::sign;
+use common::{deploy::*, ws::*, *};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A git smart-HTTP server on loopback: `git http-backend` run as CGI by Python's
+/// `http.server` (its CGI handler passes the request body and the path to the script).
+struct GitServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl GitServer {
+    fn start() -> GitServer {
+        let dir = tempfile::tempdir().unwrap();
+        let cgi = dir.path().join("cgi-bin");
+        std::fs::create_dir_all(&cgi).unwrap();
+        std::fs::create_dir_all(dir.path().join("repos")).unwrap();
+        let script = cgi.join("git");
+        std::fs::write(
+            &script,
+            format!(
+                // Run as root, Python's CGI handler runs scripts as `nobody`: the repositories
+                // are not theirs, so git must be told they are safe (command-line scope).
+                "#!/bin/sh\nexport GIT_PROJECT_ROOT={}\nexport GIT_HTTP_EXPORT_ALL=1\n\
+                 export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0='*'\n\
+                 exec git http-backend\n",
+                dir.path().join("repos").display()
+            ),
+        )
+        .unwrap();
+        // `nobody` (see above) must be able to read the repositories.
+        for p in [dir.path(), &script] {
+            Command::new("chmod")
+                .args(["755", p.to_str().unwrap()])
+                .status()
+                .unwrap();
+        }
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "--cgi",
+                "--bind",
+                "127.0.0.1",
+                "0",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .split(" port ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        GitServer { child, port, dir }
+    }
+
+    fn url(&self, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/cgi-bin/git/{repo}", self.port)
+    }
+
+    /// A bare repository `name` and a working clone to commit from.
+    fn repository(&self, name: &str) -> Repo {
+        let bare = self.dir.path().join("repos").join(name);
+        git(
+            self.dir.path(),
+            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        );
+        // Old protocol (the CGI server passes no Git-Protocol header): allow fetching a commit
+        // by id, as protocol v2 servers do.
+        git(
+            &bare,
+            &["config", "uploadpack.allowReachableSHA1InWant", "true"],
+        );
+        let work = self.dir.path().join(format!("work-{name}"));
+        git(
+            self.dir.path(),
+            &["init", "-q", "-b", "main", work.to_str().unwrap()],
+        );
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        Repo { work }
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Repo {
+    work: PathBuf,
+}
+
+impl Repo {
+    /// Writes `files`, commits them on `branch` and pushes; returns the commit id.
+    fn commit(&self, branch: &str, files: &[(&str, &str)], message: &str) -> String {
+        git(&self.work, &["checkout", "-q", "-B", branch]);
+        for (path, content) in files {
+            let p = self.work.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        git(&self.work, &["add", "-A"]);
+        git(
+            &self.work,
+            &[
+                "-c",
+                "user.name=Test",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-q",
+                "-m",
+                message,
+            ],
+        );
+        git(&self.work, &["push", "-q", "origin", branch]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A Dockerfile on the test image that serves `page` and records the build argument.
+fn dockerfile(extra: &str) -> String {
+    format!(
+        "FROM {TEST_IMAGE}\nARG GREETING\nCOPY site /www/\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo arg=$GREETING; echo $GREETING > /www/arg.txt\"]\n{extra}"
+    )
+}
+
+const ARG_VALUE: &str = "hello-from-a-build-arg";
+
+/// Posts a delivery as `provider` signs it (with `secret`; `None` sends no signature).
+async fn deliver(
+    app: &TestApp,
+    provider: GitProvider,
+    webhook_id: &str,
+    secret: Option<&str>,
+    event: &str,
+    delivery: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!(
+            "{}/webhooks/{}/{webhook_id}",
+            app.base,
+            provider.as_str()
+        ))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    let (event_header, delivery_header) = match provider {
+        GitProvider::Github => ("X-GitHub-Event", "X-GitHub-Delivery"),
+        GitProvider::Gitlab => ("X-Gitlab-Event", "X-Gitlab-Event-UUID"),
+        GitProvider::Gitea => ("X-Gitea-Event", "X-Gitea-Delivery"),
+        GitProvider::Bitbucket => ("X-Event-Key", "X-Request-UUID"),
+    };
+    req = req
+        .header(event_header, event)
+        .header(delivery_header, delivery);
+    if let Some(secret) = secret {
+        let (name, value) = sign(provider, secret, body.as_bytes());
+        req = req.header(name, value);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn push_body(branch: &str, commit: &str) -> String {
+    json!({"ref": format!("refs/heads/{branch}"), "after": commit}).to_string()
+}
+
+/// Polls a build until it ends.
+async fn wait_build(b: &Browser, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = b
+            .get(&format!("/api/v1/builds/{id}"))
+            .await
+            .expect_status(StatusCode::OK)
+            .await;
+        let status = d["build"]["status"].as_str().unwrap().to_owned();
+        if ["succeeded", "failed", "cancelled"].contains(&status.as_str()) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "build never ended: {d:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the deployment's healthy instance serves `want` at `path`.
+async fn wait_serving(b: &Browser, id: &str, path: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let d = detail(b, id).await;
+        for inst in healthy(&d) {
+            let address = inst["address"].as_str().unwrap();
+            let page = reqwest::get(format!("http://{address}{path}")).await;
+            if let Ok(r) = page {
+                if r.text().await.unwrap_or_default().trim() == want {
+                    return;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "never served {want:?}: {d:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn builds_from_git(db: Db) {
+    ensure_test_image();
+    let server = GitServer::start();
+    let repo = server.repository("app.git");
+    let first = repo.commit(
+        "main",
+        // A file unique to this run keeps the engine's layer cache from skipping the RUN step.
+        &[
+            ("Dockerfile", &dockerfile("")),
+            ("site/index.html", "version one\n"),
+            ("site/run.txt", &berth::store::new_id()),
+        ],
+        "first",
+    );
+    let tdb = fresh_db(db).await;
+    let mut config = test_config(&tdb);
+    config.build_allow_private_repositories = true;
+    let data_dir = config.data_dir.clone();
+    let app = TestApp::start(config).await;
+    let admin = app.admin_client().await;
+    let (owner, project_id) = project(&app, &admin, "dev@example.com", "apps").await;
+    let (id, job) = create(
+        &owner,
+        &project_id,
+        "site",
+        1,
+        command_spec(&["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    wait_serving(&owner, &id, "/", "berth test image").await;
+
+    // Bad sources are refused with the field named; nothing is stored.
+    for (url, code) in [
+        ("file:///etc", "invalid_repository_url"),
+        ("/srv/repo.git", "invalid_repository_url"),
+        ("git://example.com/r.git", "invalid_repository_url"),
+    ] {
+        let e = owner
+            .put_json(
+                &format!("/api/v1/deployments/{id}/git"),
+                &json!({"repository_url": url, "branch": "main"}),
+            )
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, code)
+            .await;
+        assert_eq!(e["field"], "repository_url");
+    }
+    owner
+        .put_json(
+            &format!("/api/v1/deployments/{id}/git"),
+            &json!({"repository_url": server.url("app.git"), "branch": "main", "dockerfile_path": "Dockerfile", "context_dir": "site"}),
+        )
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "dockerfile_outside_context")
+        .await;
+    owner
+        .get(&format!("/api/v1/deployments/{id}/git"))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "git_source_not_found")
+        .await;
+
+    // Connect: the webhook secret is in this answer only.
+    let created = owner
+        .put_json(
+            &format!("/api/v1/deployments/{id}/git"),
+            &json!({"repository_url": server.url("app.git"), "branch": "main",
+                    "build_args": [{"name": "GREETING", "value": ARG_VALUE}]}),
+        )
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    let secret = created["webhook_secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 64);
+    let hook = created["source"]["webhook_id"].as_str().unwrap().to_owned();
+    assert_eq!(created["source"]["dockerfile_path"], "Dockerfile");
+    let shown = owner
+        .get(&format!("/api/v1/deployments/{id}/git"))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert!(!shown.to_string().contains(&secret), "{shown:#}");
+    assert_eq!(
+        shown["webhook_paths"][0]["path"],
+        format!("/webhooks/github/{hook}")
+    );
+    // A stranger sees nothing of it.
+    let stranger = app.customer(&admin, "stranger@example.com").await;
+    stranger
+        .get(&format!("/api/v1/deployments/{id}/git"))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "deployment_not_found")
+        .await;
+
+    // Forged, unsigned and unknown deliveries are refused and queue nothing.
+    let body = push_body("main", &first);
+    let (status, _) = deliver(
+        &app,
+        GitProvider::Github,
+        &hook,
+        Some("not the secret"),
+        "push",
+        "d-forged",
+        &body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = deliver(
+        &app,
+        GitProvider::Github,
+        &hook,
+        None,
+        "push",
+        "d-unsigned",
+        &body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = deliver(
+        &app,
+        GitProvider::Gitlab,
+        &hook,
+        Some("wrong token"),
+        "Push Hook",
+        "d-gl",
+        &body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = deliver(
+        &app,
+        GitProvider::Github,
+        "no-such-hook",
+        Some(&secret),
+        "push",
+        "d-x",
+        &body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = deliver(
+        &app,
+        GitProvider::Github,
+        &hook,
+        Some(&secret),
+        "push",
+        "d-json",
+        "not json",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let builds = owner
+        .get(&format!("/api/v1/deployments/{id}/builds"))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert_eq!(builds.as_array().unwrap().len(), 0, "{builds:#}");
+
+    // Acknowledged without a build: ping, another branch, another event.
+    let (status, _) = deliver(
+        &app,
+        GitProvider::Github,
+        &hook,
+        Some(&secret),
+        "ping",
+        "d-ping",
+        "{}",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, a) = deliver(
+        &app,
+        GitProvider::Gitea,
+        &hook,
+        Some(&secret),
+        "push",
+        "d-other",
+        &push_body("feature", &first),
+    )
+    .await;
+    assert_eq!(
+        (status, a["outcome"].as_str()),
+        (StatusCode::OK, Some("ignored")),
+        "{a}"
+    );
+    let (status, _) = deliver(
+        &app,
+        GitProvider::Gitlab,
+        &hook,
+        Some(&secret),
+        "Tag Push Hook",
+        "d-tag",
+        "{}",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A signed push to main builds the commit and rolls it out.
+    let (status, a) = deliver(
+        &app,
+        GitProvider::Github,
+        &hook,
+        Some(&secret),
+        "push",
+        "d-1",
+        &body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{a}");
+    let build_id = a["build_id"].as_str().unwrap().to_owned();
+    // The same delivery again is a replay: acknowledged, no second build.
+    let (status, a) = deliver(
+        &app,
+        GitProvider::Github,
+        &hook,
+        Some(&secret),
+        "push",
+        "d-1",
+        &body,
+    )
+    .await;
+    assert_eq!(
+        (status, a["outcome"].as_str()),
+        (StatusCode::OK, Some("duplicate")),
+        "{a}"
+    );
+    let built = wait_build(&owner, &build_id).await;
+    assert_eq!(built["build"]["status"], "succeeded", "{built:#}");
+    assert_eq!(built["build"]["commit_sha"], first.as_str());
+    assert_eq!(built["build"]["trigger"], "github");
+    assert_eq!(built["build"]["image"], format!("berth-build/{id}:{first}"));
+    let log = built["log"].as_str().unwrap();
+    assert!(
+        log.contains("Step 1/") && log.contains(&format!(": FROM {TEST_IMAGE}")),
+        "{log}"
+    );
+    assert!(
+        log.contains("arg=***"),
+        "the build argument is masked: {log}"
+    );
+    assert!(!log.contains(ARG_VALUE), "{log}");
+    wait_serving(&owner, &id, "/", "version one").await;
+    wait_serving(&owner, &id, "/arg.txt", ARG_VALUE).await;
+    let d = detail(&owner, &id).await;
+    assert!(
+        d["releases"][0]["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("build #1"),
+        "{d:#}"
+    );
+    let image_labels = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"berth.deployment\"}}",
+        &format!("berth-build/{id}:{first}"),
+    ]);
+    assert_eq!(image_labels, id);
+
+    // A manual build of a new commit, followed on the log socket to its end.
+    let second = repo.commit("main", &[("site/index.html", "version two\n")], "second");
+    let token = token(&owner).await;
+    let b2 = owner
+        .post_json(&format!("/api/v1/deployments/{id}/builds"), &json!({}))
+        .await
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
+    let b2_id = b2["id"].as_str().unwrap().to_owned();
+    let mut socket = connect(
+        &app,
+        &format!("/ws/builds/{b2_id}/log"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await
+    .expect("the owner may follow the build");
+    let mut text = String::new();
+    let end = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(120), socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("the socket stays open until the end")
+            .unwrap();
+        let frame: Value = match msg {
+            tokio_tungstenite::tungstenite::Message::Text(t) => serde_json::from_str(&t).unwrap(),
+            other => panic!("unexpected {other:?} after {text}"),
+        };
+        match frame["kind"].as_str().unwrap() {
+            "text" => text.push_str(frame["text"].as_str().unwrap()),
+            "end" => break frame,
+            k => panic!("unknown frame {k}"),
+        }
+    };
+    assert_eq!(end["status"], "succeeded", "{end} {text}");
+    assert!(text.contains(&format!("commit {second}")), "{text}");
+    assert!(
+        text.contains("Successfully built") || text.contains("built berth-build/"),
+        "{text}"
+    );
+    wait_serving(&owner, &id, "/", "version two").await;
+    stranger
+        .get(&format!("/api/v1/builds/{b2_id}"))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "build_not_found")
+        .await;
+
+    // A Dockerfile that fails: the build fails with the step's error; version two keeps serving.
+    let broken = repo.commit(
+        "main",
+        &[(
+            "Dockerfile",
+            &dockerfile("RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo broken step; exit 3\"]\n"),
+        )],
+        "broken",
+    );
+    let (status, a) = deliver(
+        &app,
+        GitProvider::Gitea,
+        &hook,
+        Some(&secret),
+        "push",
+        "d-broken",
+        &push_body("main", &broken),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{a}");
+    let failed = wait_build(&owner, a["build_id"].as_str().unwrap()).await;
+    assert_eq!(failed["build"]["status"], "failed", "{failed:#}");
+    assert!(
+        failed["build"]["failure"]
+            .as_str()
+            .unwrap()
+            .contains("returned a non-zero code: 3"),
+        "{failed:#}"
+    );
+    assert!(
+        failed["log"].as_str().unwrap().contains("broken step"),
+        "{failed:#}"
+    );
+    assert!(failed["build"]["release_id"].is_null());
+    wait_serving(&owner, &id, "/", "version two").await;
+
+    // A commit that does not exist fails clearly.
+    let b = owner
+        .post_json(
+            &format!("/api/v1/deployments/{id}/builds"),
+            &json!({"commit": "0123456789abcdef0123456789abcdef01234567"}),
+        )
+        .await
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
+    let missing = wait_build(&owner, b["id"].as_str().unwrap()).await;
+    assert_eq!(missing["build"]["status"], "failed", "{missing:#}");
+    let why = missing["build"]["failure"].as_str().unwrap();
+    assert!(
+        why.contains("0123456789abcdef") || why.contains("fetch failed"),
+        "{why}"
+    );
+    owner
+        .post_json(
+            &format!("/api/v1/deployments/{id}/builds"),
+            &json!({"commit": "not-a-sha"}),
+        )
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_commit")
+        .await;
+    wait_serving(&owner, &id, "/", "version two").await;
+
+    // Every delivery is listed with its outcome.
+    let deliveries = owner
+        .get(&format!("/api/v1/deployments/{id}/webhook-deliveries"))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    let outcomes: Vec<&str> = deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "rejected").count(),
+        4,
+        "{deliveries:#}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "build_queued").count(),
+        2,
+        "{deliveries:#}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "duplicate").count(),
+        1,
+        "{deliveries:#}"
+    );
+    // Workspaces are removed after each build.
+    let left: Vec<_> = std::fs::read_dir(data_dir.join("builds"))
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+
+    for image in [&first, &second] {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &format!("berth-build/{id}:{image}")])
+            .output();
+    }
+    app.stop().await;
+}
+
+on_both_databases!(builds_from_git);
