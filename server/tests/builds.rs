@@ -337,6 +337,15 @@ async fn builds_from_git(db: Db) {
         shown["webhook_paths"][0]["path"],
         format!("/webhooks/github/{hook}")
     );
+    // The deployment page shows the source and the webhook paths, never the secret.
+    let (status, _, page) = owner.html(&format!("/deployments/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("id=\"git-source\"") && page.contains(&server.url("app.git")),
+        "{page}"
+    );
+    assert!(page.contains(&format!("/webhooks/gitlab/{hook}")));
+    assert!(!page.contains(&secret));
     // A stranger sees nothing of it.
     let stranger = app.customer(&admin, "stranger@example.com").await;
     stranger

@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use super::{
+    builds::GitBuilds,
     deployments::StatusBadge,
     domains::{Domains, PathRoutes},
     metrics::LiveMetrics,
@@ -79,6 +80,7 @@ fn DeploymentDetailView() -> impl IntoView {
             view! {
                 <Domains id=id.clone() />
                 <PathRoutes id=id.clone() />
+                <GitBuilds id=id.clone() />
                 <LiveMetrics id=id.clone() />
                 <Logs id=id />
             }

@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod builds;
 mod deployment;
 mod deployments;
 mod domains;
