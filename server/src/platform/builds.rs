@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::{audit, internal, projects::project_access};
+use super::{audit, deployments::visible_deployment, internal};
 use crate::{
     builds::source_spec,
     secrets::{random_hex, SecretBox},
@@ -26,13 +26,6 @@ pub struct BuildsService {
     store: Store,
     secrets: SecretBox,
     wake_workers: Arc<Notify>,
-}
-
-fn deployment_not_found() -> ApiError {
-    ApiError::not_found(
-        "deployment_not_found",
-        "No deployment with this id is visible to you.",
-    )
 }
 
 fn build_not_found() -> ApiError {
@@ -152,24 +145,7 @@ impl BuildsService {
         ctx: &RequestContext,
         id: &DeploymentId,
     ) -> Result<DeploymentRecord, ApiError> {
-        ctx.user()?;
-        let d = self
-            .store
-            .deployments()
-            .by_id(&id.0)
-            .await
-            .map_err(internal("load deployment"))?
-            .ok_or_else(deployment_not_found)?;
-        project_access(&self.store, ctx, &ProjectId(d.project_id.clone()))
-            .await
-            .map_err(|e| {
-                if e.status == 404 {
-                    deployment_not_found()
-                } else {
-                    e
-                }
-            })?;
-        Ok(d)
+        visible_deployment(&self.store, ctx, id).await
     }
 
     async fn visible_build(

@@ -64,6 +64,32 @@ fn taken(t: Taken, name: &str) -> ApiError {
     }
 }
 
+/// The deployment if the caller may see its project: 401 without a caller, 404
+/// `deployment_not_found` for an unknown id and for a project the caller is not in alike.
+pub(super) async fn visible_deployment(
+    store: &Store,
+    ctx: &RequestContext,
+    id: &DeploymentId,
+) -> Result<DeploymentRecord, ApiError> {
+    ctx.user()?;
+    let d = store
+        .deployments()
+        .by_id(&id.0)
+        .await
+        .map_err(internal("load deployment"))?
+        .ok_or_else(deployment_not_found)?;
+    project_access(store, ctx, &ProjectId(d.project_id.clone()))
+        .await
+        .map_err(|e| {
+            if e.status == 404 {
+                deployment_not_found()
+            } else {
+                e
+            }
+        })?;
+    Ok(d)
+}
+
 impl DeploymentsService {
     pub fn new(
         store: Store,
@@ -90,24 +116,7 @@ impl DeploymentsService {
         ctx: &RequestContext,
         id: &DeploymentId,
     ) -> Result<DeploymentRecord, ApiError> {
-        ctx.user()?;
-        let d = self
-            .store
-            .deployments()
-            .by_id(&id.0)
-            .await
-            .map_err(internal("load deployment"))?
-            .ok_or_else(deployment_not_found)?;
-        project_access(&self.store, ctx, &ProjectId(d.project_id.clone()))
-            .await
-            .map_err(|e| {
-                if e.status == 404 {
-                    deployment_not_found()
-                } else {
-                    e
-                }
-            })?;
-        Ok(d)
+        visible_deployment(&self.store, ctx, id).await
     }
 
     /// Checks the plan exists. 404 `plan_not_found` on field `plan_id`.
