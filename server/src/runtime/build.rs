@@ -75,11 +75,13 @@ impl Engine {
         match image_id {
             Some(id) => Ok(id),
             // Older engines print "Successfully built <id>" instead of an aux record.
-            None => self
-                .inspect_image(&build.tag)
-                .await?
-                .map(|i| i.id)
-                .ok_or_else(|| RuntimeError::BuildFailed("the engine built no image".into())),
+            None => match self.resolve_image(&build.tag).await {
+                Ok(image) => Ok(image.id),
+                Err(RuntimeError::ImageUnavailable { .. }) => Err(RuntimeError::BuildFailed(
+                    "the engine built no image".into(),
+                )),
+                Err(e) => Err(e),
+            },
         }
     }
 

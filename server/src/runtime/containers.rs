@@ -198,10 +198,7 @@ impl Engine {
             })
     }
 
-    pub(super) async fn inspect_image(
-        &self,
-        reference: &str,
-    ) -> Result<Option<ResolvedImage>, RuntimeError> {
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ResolvedImage>, RuntimeError> {
         match tokio::time::timeout(CALL_TIMEOUT, self.docker.inspect_image(reference)).await {
             Err(_) => Err(RuntimeError::Timeout),
             Ok(Err(e)) if status_of(&e) == Some(404) => Ok(None),

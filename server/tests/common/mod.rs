@@ -6,6 +6,7 @@
 pub mod acme;
 pub mod deploy;
 pub mod dns;
+pub mod git;
 pub mod ws;
 
 use std::{net::SocketAddr, path::PathBuf};
