@@ -474,6 +474,14 @@ async fn housekeeping(store: Store, limiter: Arc<FailureLimiter>) {
             Err(e) => tracing::warn!(error = %e, "cannot delete expired sessions"),
         }
         limiter.prune(std::time::Instant::now());
+        let before = crate::store::now_ms() - crate::platform::DELIVERY_RETENTION_MS;
+        match store.deliveries().prune(before).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(deliveries.deleted = n, "old webhook deliveries deleted")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot delete old webhook deliveries"),
+        }
     }
 }
 

@@ -529,8 +529,105 @@ async fn leases_elect_one_holder(db: Db) {
     s.close().await;
 }
 
+/// Builds are numbered per deployment and a queued one is cancelled at once; a delivery id
+/// counts as seen only when accepted and inside the window; old deliveries are pruned.
+async fn builds_number_and_deliveries_expire(db: Db) {
+    let (s, _db) = store(db).await;
+    let owner = s.users().create(user("b@example.com")).await.unwrap();
+    let p = s.projects().create("apps", &owner.id).await.unwrap();
+    let (d, ..) = s
+        .deployments()
+        .create(
+            &p.id,
+            "web",
+            1,
+            berth::store::NewRelease {
+                spec: "{}".into(),
+                image_digest: None,
+                cause: "test".into(),
+                created_by: None,
+            },
+            &[],
+            berth::store::NewJob {
+                kind: "deploy".into(),
+                project_id: Some(p.id.clone()),
+                payload: "{}".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let queue = || async {
+        s.builds()
+            .queue(
+                berth::store::NewBuild {
+                    deployment_id: d.id.clone(),
+                    project_id: p.id.clone(),
+                    trigger_kind: "manual".into(),
+                    branch: "main".into(),
+                    requested_commit: None,
+                    created_by: None,
+                },
+                berth::store::NewJob {
+                    kind: "build".into(),
+                    deployment_id: Some(d.id.clone()),
+                    payload: r#"{"build_id":"{build_id}"}"#.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    };
+    let (first, second) = (queue().await, queue().await);
+    assert_eq!((first.number, second.number), (1, 2));
+    let job = s
+        .jobs()
+        .by_id(first.job_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.payload, format!(r#"{{"build_id":"{}"}}"#, first.id));
+    assert_eq!(s.builds().cancel(&first.id).await.unwrap(), "cancelled");
+    s.builds().start(&second.id).await.unwrap();
+    assert_eq!(s.builds().cancel(&second.id).await.unwrap(), "running");
+    assert!(s.builds().cancel_requested(&second.id).await.unwrap());
+
+    let delivery = |outcome: &str| berth::store::DeliveryRecord {
+        id: String::new(),
+        deployment_id: d.id.clone(),
+        provider: "github".into(),
+        event: "push".into(),
+        delivery_id: Some("d-1".into()),
+        branch: None,
+        commit_sha: None,
+        outcome: outcome.into(),
+        reason: String::new(),
+        build_id: None,
+        received_at_ms: 0,
+    };
+    let deliveries = s.deliveries();
+    deliveries.record(delivery("rejected")).await.unwrap();
+    assert!(!deliveries.seen(&d.id, "github", "d-1", 0).await.unwrap());
+    let kept = deliveries.record(delivery("build_queued")).await.unwrap();
+    assert!(deliveries.seen(&d.id, "github", "d-1", 0).await.unwrap());
+    assert!(!deliveries.seen(&d.id, "gitlab", "d-1", 0).await.unwrap());
+    assert!(!deliveries
+        .seen(&d.id, "github", "d-1", kept.received_at_ms + 1)
+        .await
+        .unwrap());
+    assert_eq!(deliveries.for_deployment(&d.id, 10).await.unwrap().len(), 2);
+    assert_eq!(deliveries.prune(kept.received_at_ms + 1).await.unwrap(), 2);
+    assert!(deliveries
+        .for_deployment(&d.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 on_both_databases!(
     leases_elect_one_holder,
+    builds_number_and_deliveries_expire,
     rollups_merge_minutes_and_feed_the_hour,
     path_routes_are_unique_per_domain_and_go_with_it,
     certificates_keep_the_working_one_through_failures,

@@ -70,10 +70,18 @@ pub fn GitBuilds(id: String) -> impl IntoView {
         move || (did.clone(), tick.get()),
         |(id, ..)| list_webhook_deliveries(id),
     );
-    // The log shown: the chosen build's, read again with each tick while it runs.
+    // The log shown: the chosen build's, read again with each tick only while the build list
+    // says it runs (once more when it ends, as the key changes).
     let (log_of, set_log_of) = signal(None::<String>);
     let log = Resource::new(
-        move || (log_of.get(), tick.get()),
+        move || {
+            let chosen = log_of.get();
+            let running = builds.get().and_then(Result::ok).is_some_and(|list| {
+                list.iter()
+                    .any(|b| Some(&b.id.0) == chosen.as_ref() && !b.status.is_finished())
+            });
+            (chosen, if running { tick.get() } else { 0 })
+        },
         |(build, _)| async move {
             match build {
                 Some(b) => crate::api::builds::get_build_log(b).await.map(Some),

@@ -23,7 +23,7 @@ pub use domains::AppUrls;
 pub use logs::LOG_TAIL_MAX;
 pub use projects::ProjectsService;
 pub use topology::TopologyConsole;
-pub use webhooks::{WebhookAnswer, WebhookReceiver};
+pub use webhooks::{WebhookAnswer, WebhookReceiver, DELIVERY_RETENTION_MS};
 
 use app::{
     model::{ApiError, AuditEventView, UserId, UserRole, UserView},

@@ -24,6 +24,10 @@ use crate::{
 /// Deliveries with the same id within this window are replays (24 h).
 pub const REPLAY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
+/// Deliveries are listed for this long, then removed by housekeeping (30 days; longer than
+/// the replay window, which needs them for a day).
+pub const DELIVERY_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+
 /// What the route answers: a status and a small JSON body (`outcome`, `reason`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookAnswer {
