@@ -75,12 +75,16 @@ pub fn GitBuilds(id: String) -> impl IntoView {
     let (log_of, set_log_of) = signal(None::<String>);
     let log = Resource::new(
         move || {
-            let chosen = log_of.get();
+            // The build list is tracked only once a log is chosen (never during server
+            // rendering, where it resolves after this component is gone).
+            let Some(chosen) = log_of.get() else {
+                return (None, 0);
+            };
             let running = builds.get().and_then(Result::ok).is_some_and(|list| {
                 list.iter()
-                    .any(|b| Some(&b.id.0) == chosen.as_ref() && !b.status.is_finished())
+                    .any(|b| b.id.0 == chosen && !b.status.is_finished())
             });
-            (chosen, if running { tick.get() } else { 0 })
+            (Some(chosen), if running { tick.get() } else { 0 })
         },
         |(build, _)| async move {
             match build {
