@@ -10,7 +10,8 @@ want_test=0
 
 sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-# openssh-client: Berth reaches ssh:// nodes through the system ssh client.
+# openssh-client: Berth reaches ssh:// nodes, and fetches ssh:// git repositories, through the
+# system ssh client.
 packages=(gcc pkg-config busybox-static openssh-client)
 if [[ $want_test -eq 1 ]]; then
   # openssl + nginx (stream module): a TLS-guarded Docker endpoint for the remote-node tests;

@@ -370,6 +370,13 @@ pub trait BuildService: Send + Sync {
         ctx: &RequestContext,
         deployment: &DeploymentId,
     ) -> Result<GitSourceCreated, ApiError>;
+    /// A new SSH deploy key (the old one stops working once removed at the git host); the
+    /// answer shows its public half.
+    async fn rotate_deploy_key(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<GitSourceView, ApiError>;
     /// Queues a build of the branch head or of `req.commit`.
     async fn trigger_build(
         &self,

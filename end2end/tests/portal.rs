@@ -3,9 +3,12 @@
 //! switch the theme, and see a field error; then deploy the local demo image, see it healthy
 //! with its node and container id, `docker kill` it and watch Berth bring it back, follow
 //! its logs live, redeploy a broken image while the old release keeps running, and open the
-//! app at its generated hostname; then add a custom domain, see it verified and served over
+//! app at its generated hostname; then connect it to a git repository, push, have a signed
+//! webhook delivery build it (a forged one is refused), follow the build log live and open
+//! the new release; then add a custom domain, see it verified and served over
 //! HTTPS with a certificate from a local ACME CA (pebble). Saves `target/e2e-projects.png`,
-//! `target/e2e-deployment.png`, `target/e2e-app.png`, `target/e2e-domain.png` and
+//! `target/e2e-deployment.png`, `target/e2e-app.png`, `target/e2e-build.png`,
+//! `target/e2e-build-app.png`, `target/e2e-domain.png` and
 //! `target/e2e-https.png`.
 //!
 //! Needs `BERTH_BIN` (the built binary) and `BERTH_SITE_ROOT` (with `pkg/`), as
@@ -20,6 +23,7 @@ use std::{
 };
 
 mod acme_lab;
+mod git_builds;
 mod live_charts;
 
 use fantoccini::{error::CmdError, Client, ClientBuilder, Locator};
@@ -253,7 +257,8 @@ async fn first_visit(c: &Client, url: &str, password: &str) -> Result<()> {
     if title.text().await? != "e2e-shop" {
         return Err("project page shows another name".into());
     }
-    deploy_and_watch(c).await
+    deploy_and_watch(c).await?;
+    git_builds::push_to_deploy(c, url).await
 }
 
 /// Deploys the local demo image from the project page, sees it healthy with its node and
@@ -405,6 +410,8 @@ fn remove_test_containers(label: &str) {
             vec!["network", "ls", "-q", "--filter", &filter],
             vec!["network", "rm"],
         ),
+        // Images built from git carry the operator's labels too.
+        (vec!["images", "-q", "--filter", &filter], vec!["rmi", "-f"]),
     ] {
         let Ok(out) = Command::new("docker").args(&list).output() else {
             return;
@@ -425,6 +432,8 @@ async fn a_new_admin_signs_in_and_creates_a_project() {
     let lab = acme_lab::AcmeLab::start();
     let mut env = lab.berth_env();
     env.push(("BERTH_CONFIG", config.display().to_string()));
+    // The test's git server is on loopback.
+    env.push(("BERTH_BUILD_ALLOW_PRIVATE_REPOSITORIES", "true".to_owned()));
     let (berth, url, password) = start_berth(data.path(), &env);
     let (_driver, driver_port) = start_chromedriver();
     let client = connect(driver_port, profile.path(), &lab.chromium_args()).await;

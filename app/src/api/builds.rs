@@ -107,6 +107,17 @@ pub async fn rotate_webhook_secret(id: String) -> Result<GitSourceCreated, ApiEr
 }
 
 /// "Build & deploy": the branch head, or the commit typed in.
+/// A new SSH deploy key for the deployment's git source.
+#[server(prefix = "/rpc", endpoint = "rotate_deploy_key")]
+pub async fn rotate_deploy_key(id: String) -> Result<GitSourceView, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .builds
+        .rotate_deploy_key(&ctx, &DeploymentId(id))
+        .await
+        .map_err(super::tag(&ctx))
+}
+
 #[server(prefix = "/rpc", endpoint = "start_build")]
 pub async fn start_build(id: String, commit: String) -> Result<BuildView, ApiError> {
     let (services, ctx) = super::context()?;
@@ -125,17 +136,6 @@ pub async fn list_builds(id: String) -> Result<Vec<BuildView>, ApiError> {
     services
         .builds
         .list_builds(&ctx, &DeploymentId(id))
-        .await
-        .map_err(super::tag(&ctx))
-}
-
-/// One build with its log.
-#[server(prefix = "/rpc", endpoint = "get_build_log")]
-pub async fn get_build_log(build_id: String) -> Result<BuildDetail, ApiError> {
-    let (services, ctx) = super::context()?;
-    services
-        .builds
-        .get_build(&ctx, &BuildId(build_id))
         .await
         .map_err(super::tag(&ctx))
 }

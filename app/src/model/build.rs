@@ -69,6 +69,11 @@ pub struct GitSourceView {
     pub source: GitSource,
     /// Whether an HTTPS token is stored.
     pub has_https_token: bool,
+    /// The public half of the SSH deploy key Berth made for this source (one
+    /// `authorized_keys` line, `ssh-ed25519 AAAA… berth-<deployment>`): register it as a
+    /// read-only deploy key at the git host. Made when an ssh URL is first saved; the private
+    /// half is stored encrypted and never shown.
+    pub ssh_public_key: Option<String>,
     /// The webhook's id (the last part of its URL).
     pub webhook_id: String,
     /// The path a provider posts to, per provider, e.g. `/webhooks/github/<id>`; prefix it

@@ -26,6 +26,9 @@ pub struct FetchRequest {
     pub commit: Option<String>,
     /// HTTPS token (basic-auth password), opened from its sealed form.
     pub token: Option<String>,
+    /// For ssh URLs: the `ssh` command line with the deploy key ([`super::ssh::SshFiles`]).
+    /// An ssh URL without one is refused, so the machine's own keys are never offered.
+    pub ssh_command: Option<String>,
 }
 
 impl std::fmt::Debug for FetchRequest {
@@ -35,6 +38,7 @@ impl std::fmt::Debug for FetchRequest {
             .field("branch", &self.branch)
             .field("commit", &self.commit)
             .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("ssh_command", &self.ssh_command)
             .finish()
     }
 }
@@ -52,13 +56,13 @@ fn fetch_error(e: impl std::fmt::Debug + std::fmt::Display) -> BuildError {
     // gix errors carry their causes in the alternate form.
     let text = format!("{e:#}");
     tracing::debug!(error = ?e, "fetch error");
-    BuildError::Fetch(
-        if text.contains("401") || text.to_lowercase().contains("authenticat") {
-            format!("{text} (the repository needs credentials: set an HTTPS token)")
-        } else {
-            text
-        },
-    )
+    BuildError::Fetch(if text.contains("clear text over http") {
+        format!("{text} (a token is only ever sent over https: use the repository's https:// URL)")
+    } else if text.contains("401") || text.to_lowercase().contains("authenticat") {
+        format!("{text} (the repository needs credentials: set an HTTPS token)")
+    } else {
+        text
+    })
 }
 
 /// Clones `req` into `dir` (bare) and returns the repository and the commit to build (its full
@@ -78,10 +82,29 @@ pub fn fetch(
         .as_deref()
         .filter(|c| c.len() == 40)
         .map(str::to_ascii_lowercase);
+    let is_ssh = app::model::parse_repository_url(&req.url)
+        .map_err(|e| BuildError::Refused(e.message))?
+        .scheme
+        == "ssh";
+    // No helper of the machine's git configuration is ever asked for credentials, and over
+    // ssh only the deploy key is offered.
+    let mut overrides = vec!["credential.helper=".to_owned(), "core.askPass=".to_owned()];
+    match (&req.ssh_command, is_ssh) {
+        (Some(command), true) => {
+            overrides.push(format!("core.sshCommand={command}"));
+            overrides.push("ssh.variant=ssh".to_owned());
+        }
+        (None, true) => {
+            return Err(BuildError::Refused(
+                "this ssh repository has no deploy key; save the repository again to make one"
+                    .into(),
+            ))
+        }
+        (_, false) => {}
+    }
     let mut prepare = gix::prepare_clone_bare(req.url.as_str(), dir)
         .map_err(fetch_error)?
-        // No helper of the machine's git configuration is ever asked for credentials.
-        .with_in_memory_config_overrides(["credential.helper=", "core.askPass="]);
+        .with_in_memory_config_overrides(overrides);
     prepare = match (&full_commit, &req.commit) {
         (Some(commit), _) => prepare
             .with_shallow(Shallow::DepthAtRemote(NonZeroU32::MIN))

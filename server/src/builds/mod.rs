@@ -12,12 +12,13 @@
 //! Builds run on one node: where the deployment's instances run, else any connected node.
 //! Instances on other nodes need the image there too; Berth does not yet copy it (no registry).
 
+pub mod address;
 pub mod git;
 pub mod live;
+pub mod ssh;
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -26,7 +27,7 @@ use std::{
     time::Duration,
 };
 
-use app::model::{dockerfile_in_context, parse_repository_url, BuildArg, GitSource};
+use app::model::{dockerfile_in_context, BuildArg, GitSource};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
@@ -106,37 +107,6 @@ pub fn image_tag(deployment_id: &str, commit: &str) -> String {
     format!("berth-build/{deployment_id}:{commit}")
 }
 
-/// Whether `ip` is an address a build may fetch from without an admin's consent: not
-/// loopback, private (RFC 1918, RFC 4193), link-local (which holds cloud metadata services,
-/// 169.254.169.254), shared (RFC 6598), unspecified, multicast or documentation.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
-    }
-}
-
 impl Builder {
     pub fn new(
         store: Store,
@@ -151,37 +121,6 @@ impl Builder {
             settings,
             slots: Mutex::new(HashMap::new()),
             logs: BuildLogs::default(),
-        }
-    }
-
-    /// Checks that `url` may be fetched: its scheme, and every address its host resolves to.
-    ///
-    /// # Errors
-    /// `Refused` naming the address; `Fetch` when the name does not resolve.
-    pub async fn check_url(&self, url: &str) -> Result<(), BuildError> {
-        let parsed = parse_repository_url(url).map_err(|e| BuildError::Refused(e.message))?;
-        if self.settings.allow_private_repositories {
-            return Ok(());
-        }
-        if parsed.scheme == "http" {
-            return Err(BuildError::Refused(
-                "plain http:// repositories are refused; use https:// (an admin may allow them with build_allow_private_repositories)".into(),
-            ));
-        }
-        let addrs: Vec<IpAddr> = match parsed.host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => tokio::net::lookup_host((parsed.host.as_str(), 443))
-                .await
-                .map_err(|e| BuildError::Fetch(format!("cannot resolve {}: {e}", parsed.host)))?
-                .map(|a| a.ip())
-                .collect(),
-        };
-        match addrs.iter().find(|ip| !is_public(**ip)) {
-            Some(ip) => Err(BuildError::Refused(format!(
-                "the repository host {} is at {ip}, which is not a public address; an admin may allow such repositories (build_allow_private_repositories)",
-                parsed.host
-            ))),
-            None => Ok(()),
         }
     }
 
@@ -330,7 +269,11 @@ impl Builder {
             source.repository_url,
             build.requested_commit.as_deref().unwrap_or(&build.branch)
         ));
-        self.check_url(&source.repository_url).await?;
+        address::check_repository_url(
+            &source.repository_url,
+            self.settings.allow_private_repositories,
+        )
+        .await?;
         let token = match &source.https_token {
             Some(sealed) => Some(
                 self.secrets
@@ -346,12 +289,22 @@ impl Builder {
                 .map(|a| a.value.clone())
                 .chain(token.clone()),
         );
-        let request = git::FetchRequest {
+        let ssh_key = match &source.ssh_private_key {
+            Some(sealed) => Some(zeroize::Zeroizing::new(
+                self.secrets
+                    .open(sealed)
+                    .map_err(|e| BuildError::Invalid(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let mut request = git::FetchRequest {
             url: source.repository_url.clone(),
             branch: build.branch.clone(),
             commit: build.requested_commit.clone(),
             token,
+            ssh_command: None,
         };
+        let known_hosts = source.ssh_known_hosts.clone();
         let dockerfile = dockerfile_in_context(&spec_source).ok_or_else(|| {
             BuildError::Context("the Dockerfile is outside the build context".into())
         })?;
@@ -360,17 +313,36 @@ impl Builder {
         let max = self.settings.context_max_bytes;
         let dockerfile_in = dockerfile.clone();
         let flag = interrupt.clone();
-        let (commit, context) = tokio::task::spawn_blocking(move || {
+        let (commit, context, seen_hosts) = tokio::task::spawn_blocking(move || {
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(|e| BuildError::Invalid(e.to_string()))?;
             }
             std::fs::create_dir_all(&dir).map_err(|e| BuildError::Invalid(e.to_string()))?;
-            let (repo, commit) = git::fetch(&request, &dir, &flag)?;
+            // The deploy key (if any) lives beside the clone, for this fetch only.
+            let ssh_files = match &ssh_key {
+                Some(key) => Some(ssh::SshFiles::write(&dir.join("ssh"), key, &known_hosts)?),
+                None => None,
+            };
+            request.ssh_command = ssh_files.as_ref().map(ssh::SshFiles::command);
+            let (repo, commit) =
+                git::fetch(&request, &dir.join("repo"), &flag).map_err(|e| match &ssh_files {
+                    Some(files) => files.explain(e),
+                    None => e,
+                })?;
             let tar = git::context_tar(&repo, &commit, &context_dir, &dockerfile_in, max)?;
-            Ok::<_, BuildError>((commit, tar))
+            let seen_hosts = ssh_files.map(|f| f.known_hosts());
+            Ok::<_, BuildError>((commit, tar, seen_hosts))
         })
         .await
         .map_err(|e| BuildError::Invalid(format!("the fetch stopped: {e}")))??;
+        if let Some(hosts) = seen_hosts.filter(|h| *h != source.ssh_known_hosts) {
+            // A host's key seen for the first time is pinned for the next fetches.
+            live.line("pinned the ssh host key of the repository's host");
+            self.store
+                .builds()
+                .set_known_hosts(&deployment.id, &hosts)
+                .await?;
+        }
         let tag = image_tag(&deployment.id, &commit);
         self.store
             .builds()
@@ -541,32 +513,5 @@ impl crate::jobs::JobHandler for Builder {
         progress: &'a Progress,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(self.run_job(job, progress))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn public_addresses() {
-        for private in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(private.parse().unwrap()), "{private}");
-        }
-        for public in ["140.82.112.3", "1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(public.parse().unwrap()), "{public}");
-        }
     }
 }

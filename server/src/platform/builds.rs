@@ -88,6 +88,7 @@ fn source_view(s: &GitSourceRecord) -> Result<GitSourceView, ApiError> {
         deployment_id: DeploymentId(s.deployment_id.clone()),
         source,
         has_https_token: s.https_token.is_some(),
+        ssh_public_key: s.ssh_public_key.clone(),
         webhook_id: s.webhook_id.clone(),
         webhook_paths: GitProvider::ALL
             .iter()
@@ -173,6 +174,17 @@ impl BuildsService {
         Ok(b)
     }
 
+    /// A new deploy key for `deployment`: (the private half sealed, the public line).
+    fn new_deploy_key(&self, deployment: &str) -> Result<(String, String), ApiError> {
+        let key = crate::builds::ssh::generate_deploy_key(&format!("berth-{deployment}")).map_err(
+            |e| {
+                tracing::error!(error = %e, "cannot make a deploy key");
+                ApiError::internal()
+            },
+        )?;
+        Ok((self.secrets.seal(&key.private_openssh), key.public_line))
+    }
+
     async fn source(&self, d: &DeploymentRecord) -> Result<Option<GitSourceRecord>, ApiError> {
         self.store
             .builds()
@@ -217,6 +229,19 @@ impl BuildService for BuildsService {
         }
         let previous = self.source(&d).await?;
         let new_secret = previous.is_none().then(|| random_hex(32));
+        // An ssh URL gets a deploy key the first time; a key once made is kept (also across
+        // a switch to https and back), until rotated.
+        let is_ssh = parse_repository_url(&req.source.repository_url)?.scheme == "ssh";
+        let (ssh_private_key, ssh_public_key) = match &previous {
+            Some(p) if p.ssh_private_key.is_some() => {
+                (p.ssh_private_key.clone(), p.ssh_public_key.clone())
+            }
+            _ if is_ssh => {
+                let (private, public) = self.new_deploy_key(&d.id)?;
+                (Some(private), Some(public))
+            }
+            _ => (None, None),
+        };
         let https_token = match req.https_token.as_deref() {
             Some("") => None,
             Some(t) => Some(self.secrets.seal(t)),
@@ -239,6 +264,12 @@ impl BuildService for BuildsService {
                 (None, Some(p)) => p.webhook_secret.clone(),
                 (None, None) => unreachable!("a first connection gets a secret"),
             },
+            ssh_private_key,
+            ssh_public_key,
+            ssh_known_hosts: previous
+                .as_ref()
+                .map(|p| p.ssh_known_hosts.clone())
+                .unwrap_or_default(),
             created_at_ms: 0,
             updated_at_ms: 0,
         };
@@ -317,6 +348,34 @@ impl BuildService for BuildsService {
             source: source_view(&stored)?,
             webhook_secret: Some(secret),
         })
+    }
+
+    async fn rotate_deploy_key(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<GitSourceView, ApiError> {
+        let d = self.visible(ctx, deployment).await?;
+        let mut source = self.source(&d).await?.ok_or_else(no_source)?;
+        let (private, public) = self.new_deploy_key(&d.id)?;
+        source.ssh_private_key = Some(private);
+        source.ssh_public_key = Some(public.clone());
+        self.store
+            .builds()
+            .put_source(&source)
+            .await
+            .map_err(internal("rotate deploy key"))?;
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "deployment.deploy_key_rotated",
+            format!("deployment:{}", d.id),
+            json!({ "public_key": public }),
+        )
+        .await?;
+        let stored = self.source(&d).await?.ok_or_else(ApiError::internal)?;
+        source_view(&stored)
     }
 
     async fn trigger_build(

@@ -25,6 +25,12 @@ pub struct GitSourceRecord {
     pub https_token: Option<String>,
     pub webhook_id: String,
     pub webhook_secret: String,
+    /// The deploy key's private half in OpenSSH form, sealed; `None` until an ssh URL is set.
+    pub ssh_private_key: Option<String>,
+    /// The deploy key's public half, `ssh-ed25519 AAAA… berth-<deployment>`.
+    pub ssh_public_key: Option<String>,
+    /// known_hosts lines of the hosts fetched from over ssh (pinned on first use).
+    pub ssh_known_hosts: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -64,8 +70,8 @@ pub struct NewBuild {
 }
 
 const SOURCE_COLUMNS: &str = "deployment_id, repository_url, branch, dockerfile_path, \
-     context_dir, build_args, https_token, webhook_id, webhook_secret, created_at_ms, \
-     updated_at_ms";
+     context_dir, build_args, https_token, webhook_id, webhook_secret, ssh_private_key, \
+     ssh_public_key, ssh_known_hosts, created_at_ms, updated_at_ms";
 
 const BUILD_COLUMNS: &str = "id, deployment_id, number, status, cancel_requested, trigger_kind, \
      branch, requested_commit, commit_sha, image, release_id, failure, job_id, created_by, \
@@ -82,6 +88,9 @@ fn source_from_row(row: &AnyRow) -> Result<GitSourceRecord, sqlx::Error> {
         https_token: row.try_get("https_token")?,
         webhook_id: row.try_get("webhook_id")?,
         webhook_secret: row.try_get("webhook_secret")?,
+        ssh_private_key: row.try_get("ssh_private_key")?,
+        ssh_public_key: row.try_get("ssh_public_key")?,
+        ssh_known_hosts: row.try_get("ssh_known_hosts")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -149,11 +158,13 @@ impl<'a> Builds<'a> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO git_sources (deployment_id, repository_url, branch, dockerfile_path, \
-             context_dir, build_args, https_token, webhook_id, webhook_secret, created_at_ms, \
-             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+             context_dir, build_args, https_token, webhook_id, webhook_secret, ssh_private_key, \
+             ssh_public_key, ssh_known_hosts, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
              ON CONFLICT (deployment_id) DO UPDATE SET repository_url = $2, branch = $3, \
              dockerfile_path = $4, context_dir = $5, build_args = $6, https_token = $7, \
-             webhook_id = $8, webhook_secret = $9, updated_at_ms = $10",
+             webhook_id = $8, webhook_secret = $9, ssh_private_key = $10, ssh_public_key = $11, \
+             ssh_known_hosts = $12, updated_at_ms = $13",
         )
         .bind(&s.deployment_id)
         .bind(&s.repository_url)
@@ -164,6 +175,9 @@ impl<'a> Builds<'a> {
         .bind(&s.https_token)
         .bind(&s.webhook_id)
         .bind(&s.webhook_secret)
+        .bind(&s.ssh_private_key)
+        .bind(&s.ssh_public_key)
+        .bind(&s.ssh_known_hosts)
         .bind(now)
         .execute(self.pool)
         .await?;
@@ -178,6 +192,20 @@ impl<'a> Builds<'a> {
         touched(
             sqlx::query("DELETE FROM git_sources WHERE deployment_id = $1")
                 .bind(deployment_id)
+                .execute(self.pool)
+                .await?,
+        )
+    }
+
+    /// Pins the host keys seen when fetching over ssh (known_hosts lines).
+    ///
+    /// # Errors
+    /// `NotFound` when the deployment has no source (any more).
+    pub async fn set_known_hosts(&self, deployment_id: &str, known_hosts: &str) -> StoreResult<()> {
+        touched(
+            sqlx::query("UPDATE git_sources SET ssh_known_hosts = $2 WHERE deployment_id = $1")
+                .bind(deployment_id)
+                .bind(known_hosts)
                 .execute(self.pool)
                 .await?,
         )

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod acme;
+pub mod builds;
+pub mod contract;
 pub mod deploy;
 pub mod dns;
 pub mod git;

@@ -94,6 +94,24 @@ pub async fn rotate_secret(
         .map_err(fail(&ctx))
 }
 
+/// A new SSH deploy key; the answer shows its public half, to register at the git host.
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/git/deploy-key", tag = "builds",
+    params(("id" = String, Path, description = "deployment id")),
+    responses((status = 200, body = GitSourceView), (status = 404, body = ErrorEnvelope)))]
+pub async fn rotate_deploy_key(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<Json<GitSourceView>> {
+    state
+        .services
+        .builds
+        .rotate_deploy_key(&ctx, &DeploymentId(id))
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
 /// The deployment's builds, newest first (at most 50).
 #[utoipa::path(get, path = "/api/v1/deployments/{id}/builds", tag = "builds",
     params(("id" = String, Path, description = "deployment id")),

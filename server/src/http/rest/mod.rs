@@ -143,6 +143,10 @@ pub fn router() -> Router<AppState> {
             post(builds::rotate_secret),
         )
         .route(
+            "/deployments/{id}/git/deploy-key",
+            post(builds::rotate_deploy_key),
+        )
+        .route(
             "/deployments/{id}/builds",
             get(builds::list).post(builds::trigger),
         )

@@ -43,7 +43,7 @@ impl Modify for Security {
         domains::list, domains::add, domains::verify, domains::remove, domains::update,
         domains::list_paths, domains::add_path, domains::remove_path,
         metrics::live, metrics::history, metrics::project_now, metrics::usage,
-        builds::get_source, builds::set_source, builds::remove_source, builds::rotate_secret,
+        builds::get_source, builds::set_source, builds::remove_source, builds::rotate_secret, builds::rotate_deploy_key,
         builds::list, builds::trigger, builds::get_one, builds::cancel, builds::deliveries,
     ),
     modifiers(&Security),

@@ -1,0 +1,247 @@
+//! The repository contract, continued: metrics rollups, leader leases, builds and webhook
+//! deliveries, the same checks against SQLite and PostgreSQL.
+
+#[macro_use]
+mod common;
+
+use berth::store::MinuteRollup;
+use common::{contract::*, *};
+
+/// A minute written in two parts adds up (sums add, maxima take the larger) and its hour
+/// receives both parts once; pruning goes by age.
+async fn rollups_merge_minutes_and_feed_the_hour(db: Db) {
+    let (s, _db) = store(db).await;
+    let hour = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000;
+    let part = |minute: i64, samples: i64, cpu_max: f64, rx: i64| MinuteRollup {
+        instance_id: "i1".into(),
+        deployment_id: "d1".into(),
+        project_id: "p1".into(),
+        minute_ms: hour + minute * 60_000,
+        samples,
+        seconds: samples as f64,
+        cpu_seconds: samples as f64 * 0.5,
+        cpu_percent_max: cpu_max,
+        memory_byte_seconds: samples as f64 * 1024.0,
+        memory_bytes_max: 2048,
+        memory_limit_bytes: 4096,
+        net_rx_bytes: rx,
+        pids_max: 3,
+        ..MinuteRollup::default()
+    };
+    let rollups = s.rollups();
+    assert!(rollups
+        .write(&[part(0, 20, 80.0, 100)], None)
+        .await
+        .unwrap());
+    rollups
+        .write(&[part(0, 30, 60.0, 50), part(1, 60, 10.0, 7)], None)
+        .await
+        .unwrap();
+    let minutes = rollups.minutes("d1", hour, hour + 3_600_000).await.unwrap();
+    assert_eq!(minutes.len(), 2);
+    let first = &minutes[0];
+    assert_eq!((first.samples, first.net_rx_bytes), (50, 150));
+    assert_eq!(first.cpu_percent_max, 80.0);
+    assert!((first.cpu_seconds - 25.0).abs() < 1e-9);
+    let hours = rollups.usage_hours("p1", hour, hour + 1).await.unwrap();
+    assert_eq!(hours.len(), 1);
+    assert!((hours[0].cpu_seconds - 55.0).abs() < 1e-9, "{hours:?}");
+    assert!((hours[0].memory_byte_hours - 110.0 * 1024.0 / 3600.0).abs() < 1e-9);
+    assert_eq!(hours[0].net_rx_bytes, 157);
+    let totals = rollups.usage_totals("p1", 0, i64::MAX).await.unwrap();
+    assert_eq!(
+        (totals.len(), totals[0].hours, totals[0].net_rx_bytes),
+        (1, 1, 157)
+    );
+    assert!(rollups
+        .usage_totals("p2", 0, i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    // Minute 0 is older than the cut, minute 1 and the hour are not.
+    assert_eq!(rollups.prune(hour + 60_000, hour).await.unwrap(), (1, 0));
+    assert_eq!(rollups.minutes("d1", 0, i64::MAX).await.unwrap().len(), 1);
+}
+
+/// A lease goes to one owner at a time: renewed by its holder, refused to others until it
+/// runs out or is given up, taken by force by a sole controller; its mark advances only
+/// inside the holder's write and never goes back.
+async fn leases_elect_one_holder(db: Db) {
+    let (s, _db) = store(db).await;
+    let leases = s.leases();
+    let a = leases.claim("loop", "a", 1_000, 100, false).await.unwrap();
+    assert_eq!(a.map(|l| (l.expires_at_ms, l.mark_ms)), Some((1_100, 0)));
+    assert_eq!(
+        leases.claim("loop", "b", 1_050, 100, false).await.unwrap(),
+        None
+    );
+    // Renewed by its holder; still refused to b at its old deadline.
+    assert!(leases
+        .claim("loop", "a", 1_090, 100, false)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        leases.claim("loop", "b", 1_150, 100, false).await.unwrap(),
+        None
+    );
+    // The holder writes under it: the mark advances, and not backwards.
+    let rollups = s.rollups();
+    let under = |owner: &'static str, now_ms, mark_ms| berth::store::WriterLease {
+        name: "loop",
+        owner,
+        now_ms,
+        mark_ms,
+    };
+    assert!(rollups
+        .write(&[], Some(&under("a", 1_100, 60_000)))
+        .await
+        .unwrap());
+    assert!(rollups
+        .write(&[], Some(&under("a", 1_100, 30_000)))
+        .await
+        .unwrap());
+    // b's write is refused (nothing is written) while a holds it.
+    let minute = MinuteRollup {
+        instance_id: "i1".into(),
+        deployment_id: "d1".into(),
+        project_id: "p1".into(),
+        samples: 1,
+        seconds: 1.0,
+        ..MinuteRollup::default()
+    };
+    assert!(!rollups
+        .write(
+            std::slice::from_ref(&minute),
+            Some(&under("b", 1_100, 90_000))
+        )
+        .await
+        .unwrap());
+    assert!(rollups.minutes("d1", 0, i64::MAX).await.unwrap().is_empty());
+    // Run out: b takes it over with a's mark; a's late write is refused.
+    let b = leases.claim("loop", "b", 1_200, 100, false).await.unwrap();
+    assert_eq!(b.map(|l| l.mark_ms), Some(60_000));
+    assert!(!rollups
+        .write(&[], Some(&under("a", 1_210, 120_000)))
+        .await
+        .unwrap());
+    // Given up: taken at once; a sole controller takes it whatever its state.
+    leases.release("loop", "b").await.unwrap();
+    assert!(leases
+        .claim("loop", "c", 1_210, 100, false)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(leases
+        .claim("loop", "d", 1_220, 100, true)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        leases.claim("loop", "c", 1_230, 100, false).await.unwrap(),
+        None
+    );
+    s.close().await;
+}
+
+/// Builds are numbered per deployment and a queued one is cancelled at once; a delivery id
+/// counts as seen only when accepted and inside the window; old deliveries are pruned.
+async fn builds_number_and_deliveries_expire(db: Db) {
+    let (s, _db) = store(db).await;
+    let owner = s.users().create(user("b@example.com")).await.unwrap();
+    let p = s.projects().create("apps", &owner.id).await.unwrap();
+    let (d, ..) = s
+        .deployments()
+        .create(
+            &p.id,
+            "web",
+            1,
+            berth::store::NewRelease {
+                spec: "{}".into(),
+                image_digest: None,
+                cause: "test".into(),
+                created_by: None,
+            },
+            &[],
+            berth::store::NewJob {
+                kind: "deploy".into(),
+                project_id: Some(p.id.clone()),
+                payload: "{}".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let queue = || async {
+        s.builds()
+            .queue(
+                berth::store::NewBuild {
+                    deployment_id: d.id.clone(),
+                    project_id: p.id.clone(),
+                    trigger_kind: "manual".into(),
+                    branch: "main".into(),
+                    requested_commit: None,
+                    created_by: None,
+                },
+                berth::store::NewJob {
+                    kind: "build".into(),
+                    deployment_id: Some(d.id.clone()),
+                    payload: r#"{"build_id":"{build_id}"}"#.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    };
+    let (first, second) = (queue().await, queue().await);
+    assert_eq!((first.number, second.number), (1, 2));
+    let job = s
+        .jobs()
+        .by_id(first.job_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.payload, format!(r#"{{"build_id":"{}"}}"#, first.id));
+    assert_eq!(s.builds().cancel(&first.id).await.unwrap(), "cancelled");
+    s.builds().start(&second.id).await.unwrap();
+    assert_eq!(s.builds().cancel(&second.id).await.unwrap(), "running");
+    assert!(s.builds().cancel_requested(&second.id).await.unwrap());
+
+    let delivery = |outcome: &str| berth::store::DeliveryRecord {
+        id: String::new(),
+        deployment_id: d.id.clone(),
+        provider: "github".into(),
+        event: "push".into(),
+        delivery_id: Some("d-1".into()),
+        branch: None,
+        commit_sha: None,
+        outcome: outcome.into(),
+        reason: String::new(),
+        build_id: None,
+        received_at_ms: 0,
+    };
+    let deliveries = s.deliveries();
+    deliveries.record(delivery("rejected")).await.unwrap();
+    assert!(!deliveries.seen(&d.id, "github", "d-1", 0).await.unwrap());
+    let kept = deliveries.record(delivery("build_queued")).await.unwrap();
+    assert!(deliveries.seen(&d.id, "github", "d-1", 0).await.unwrap());
+    assert!(!deliveries.seen(&d.id, "gitlab", "d-1", 0).await.unwrap());
+    assert!(!deliveries
+        .seen(&d.id, "github", "d-1", kept.received_at_ms + 1)
+        .await
+        .unwrap());
+    assert_eq!(deliveries.for_deployment(&d.id, 10).await.unwrap().len(), 2);
+    assert_eq!(deliveries.prune(kept.received_at_ms + 1).await.unwrap(), 2);
+    assert!(deliveries
+        .for_deployment(&d.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+on_both_databases!(
+    leases_elect_one_holder,
+    builds_number_and_deliveries_expire,
+    rollups_merge_minutes_and_feed_the_hour,
+);
