@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 step() { echo; echo "==> $* ($(( $(date +%s) - started ))s)"; }
 
+# A CI run builds once from a fresh clone: incremental caches (gigabytes for the test
+# binaries) would only take disk.
+if [[ -n ${CI:-} ]]; then export CARGO_INCREMENTAL=0; fi
+
 step "installing what is missing"
 bash scripts/install-deps.sh --test
 
@@ -35,6 +39,9 @@ docker_cleanup() {
     [[ -n $ids ]] && docker network rm $ids >/dev/null || true
     ids=$(docker volume ls -q --filter "label=berth.test=$value")
     [[ -n $ids ]] && docker volume rm $ids >/dev/null || true
+    # Images built from git by the build tests.
+    ids=$(docker images -q --filter "label=berth.test=$value" --filter label=berth.build | sort -u)
+    [[ -n $ids ]] && docker rmi -f $ids >/dev/null || true
   done
 }
 cleanup() {
