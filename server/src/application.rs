@@ -485,6 +485,30 @@ async fn housekeeping(store: Store, limiter: Arc<FailureLimiter>) {
     }
 }
 
+/// Raises the process's soft limit of open files (`RLIMIT_NOFILE`) to its hard limit, as
+/// Go programs do at start: the soft limit (1024 under systemd) suits old `select` users,
+/// while Berth holds a descriptor per connection, per proxied upstream and per kept-open
+/// metrics counter file (seven or eight per running instance). Returns the soft limit now
+/// in force (`None`: unlimited).
+///
+/// # Errors
+/// The kernel refused the new limit.
+pub fn raise_open_files_limit() -> std::io::Result<Option<u64>> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return Ok(limit.current);
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )?;
+    Ok(limit.maximum)
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -2,7 +2,7 @@
 //! a management command.
 
 use berth::{
-    application::{shutdown_signal, Application},
+    application::{raise_open_files_limit, shutdown_signal, Application},
     cli::{Cli, Command},
     config::Config,
     telemetry,
@@ -40,6 +40,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .iter()
         .map(|r| format!("{r:?}").to_lowercase())
         .collect();
+    match raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(?limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
     let app = Application::build(config).await?;
     if let Some(admin) = &app.first_admin {
         // Printed once, on the start that created the account; never logged.

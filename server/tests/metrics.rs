@@ -392,6 +392,11 @@ async fn cgroup_readings_agree_with_the_stats_stream() {
         );
         assert_eq!(engine.pids, cgroup.pids);
     }
+    // The files stay open between readings; once the container is gone a reading fails
+    // (the streamer then drops the source) instead of repeating stale figures.
+    docker(&["rm", "-f", &container]);
+    let gone = files.read(&Host::read().unwrap(), now_ms());
+    assert!(gone.is_err(), "{gone:?}");
 }
 
 /// Removes the containers carrying a label when the test ends, passed or not.

@@ -22,7 +22,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::reading::Reading;
+use super::{
+    counter::{Counter, Descriptors},
+    reading::Reading,
+};
 
 /// The kernel's `USER_HZ`: `/proc/stat` counts in 1/100 s on every architecture Docker
 /// runs on.
@@ -37,8 +40,8 @@ fn read(path: &Path) -> Result<String, Unreadable> {
     fs::read_to_string(path).map_err(|e| Unreadable(format!("cannot read {}: {e}", path.display())))
 }
 
-fn number(path: &Path) -> Result<u64, Unreadable> {
-    let text = read(path)?;
+/// A file holding one number (or `max`, no limit: `u64::MAX`).
+fn number(path: &Path, text: &str) -> Result<u64, Unreadable> {
     let text = text.trim();
     if text == "max" {
         return Ok(u64::MAX);
@@ -98,14 +101,41 @@ fn parse_proc_stat(text: &str) -> Option<(u64, u32)> {
     Some((total?, cpus))
 }
 
-/// Where one container's counters are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One container's counter files, opened once ([`Counter`]).
+#[derive(Debug)]
 pub struct ContainerFiles {
     /// `/proc/<pid>/net/dev` of the container's first process.
-    net_dev: PathBuf,
-    layout: Layout,
+    net_dev: Counter,
+    /// `net_dev` listed an interface besides `lo` when the files were opened.
+    networked: bool,
+    counters: Counters,
+    /// The descriptors the counters keep open.
+    _descriptors: Descriptors,
 }
 
+#[derive(Debug)]
+enum Counters {
+    V1 {
+        cpu_usage: Counter,
+        memory_usage: Counter,
+        memory_limit: Counter,
+        memory_stat: Counter,
+        /// `blkio.io_service_bytes_recursive`, which only the CFQ/BFQ schedulers have.
+        blkio_service: Option<Counter>,
+        blkio_throttle: Counter,
+        pids: Counter,
+    },
+    V2 {
+        cpu_stat: Counter,
+        memory_current: Counter,
+        memory_max: Counter,
+        memory_stat: Counter,
+        io_stat: Counter,
+        pids: Counter,
+    },
+}
+
+/// The cgroup directories of a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Layout {
     V1 {
@@ -119,12 +149,14 @@ enum Layout {
 
 impl ContainerFiles {
     /// Finds the cgroup of process `pid` (the container's first process, from inspect)
-    /// through `/proc/<pid>/cgroup` and the cgroup mounts in `/proc/self/mountinfo`.
+    /// through `/proc/<pid>/cgroup` and the cgroup mounts in `/proc/self/mountinfo`, and
+    /// opens its counter files (kept open while the descriptor budget allows: seven or
+    /// eight per container).
     ///
     /// # Errors
     /// The process is not visible (Berth runs in another PID namespace or on another host),
-    /// its cgroup is not mounted here, or the cgroup's path does not name `container_id`
-    /// (the PID was reused by another process).
+    /// its cgroup is not mounted here, the cgroup's path does not name `container_id` (the
+    /// PID was reused by another process), or a counter file cannot be opened.
     pub fn locate(pid: u32, container_id: &str) -> Result<Self, Unreadable> {
         let proc = PathBuf::from(format!("/proc/{pid}"));
         let cgroups = read(&proc.join("cgroup"))?;
@@ -142,18 +174,67 @@ impl ContainerFiles {
                 dir.display()
             )));
         }
+        let blkio_service = match &layout {
+            Layout::V1 { blkio, .. } => {
+                Some(blkio.join("blkio.io_service_bytes_recursive")).filter(|path| path.exists())
+            }
+            Layout::V2(_) => None,
+        };
+        let descriptors = Descriptors::take(7 + usize::from(blkio_service.is_some()));
+        let keep = descriptors.granted();
+        let open = |path: PathBuf| Counter::new(path, keep);
+        let net_dev = open(proc.join("net/dev"))?;
+        let networked = parse_net_dev(net_dev.read(&mut Vec::new())?).is_some();
+        let counters = match layout {
+            Layout::V1 {
+                cpuacct,
+                memory,
+                blkio,
+                pids,
+            } => Counters::V1 {
+                cpu_usage: open(cpuacct.join("cpuacct.usage"))?,
+                memory_usage: open(memory.join("memory.usage_in_bytes"))?,
+                memory_limit: open(memory.join("memory.limit_in_bytes"))?,
+                memory_stat: open(memory.join("memory.stat"))?,
+                blkio_service: blkio_service.map(open).transpose()?,
+                blkio_throttle: open(blkio.join("blkio.throttle.io_service_bytes_recursive"))?,
+                pids: open(pids.join("pids.current"))?,
+            },
+            Layout::V2(dir) => Counters::V2 {
+                cpu_stat: open(dir.join("cpu.stat"))?,
+                memory_current: open(dir.join("memory.current"))?,
+                memory_max: open(dir.join("memory.max"))?,
+                memory_stat: open(dir.join("memory.stat"))?,
+                io_stat: open(dir.join("io.stat"))?,
+                pids: open(dir.join("pids.current"))?,
+            },
+        };
         Ok(Self {
-            net_dev: proc.join("net/dev"),
-            layout,
+            net_dev,
+            networked,
+            counters,
+            _descriptors: descriptors,
         })
     }
 
     /// Reads the container's counters now.
     ///
     /// # Errors
-    /// A file is missing (the container stopped) or malformed.
+    /// A file is missing or empty, or the network namespace lost every interface but `lo`
+    /// (the container stopped: a kept `net/dev` then still reads its namespace's `lo`), or a
+    /// file is malformed.
     pub fn read(&self, host: &Host, at_ms: i64) -> Result<Reading, Unreadable> {
-        let (net_rx_bytes, net_tx_bytes) = parse_net_dev(&read(&self.net_dev)?);
+        let mut scratch = Vec::new();
+        let (net_rx_bytes, net_tx_bytes) = match parse_net_dev(self.net_dev.read(&mut scratch)?) {
+            Some(counters) => counters,
+            None if !self.networked => (0, 0),
+            None => {
+                return Err(Unreadable(format!(
+                    "{} lists no interface but lo any more: the container stopped",
+                    self.net_dev.path().display()
+                )))
+            }
+        };
         let mut r = Reading {
             at_ms,
             system_cpu_ns: host.system_cpu_ns,
@@ -162,40 +243,47 @@ impl ContainerFiles {
             net_tx_bytes,
             ..Reading::default()
         };
-        match &self.layout {
-            Layout::V1 {
-                cpuacct,
-                memory,
-                blkio,
+        let mut value = |c: &Counter| number(c.path(), c.read(&mut scratch)?);
+        match &self.counters {
+            Counters::V1 {
+                cpu_usage,
+                memory_usage,
+                memory_limit,
+                memory_stat,
+                blkio_service,
+                blkio_throttle,
                 pids,
             } => {
-                r.cpu_ns = number(&cpuacct.join("cpuacct.usage"))?;
-                r.memory_usage = number(&memory.join("memory.usage_in_bytes"))?;
-                r.memory_limit = number(&memory.join("memory.limit_in_bytes"))?;
+                r.cpu_ns = value(cpu_usage)?;
+                r.memory_usage = value(memory_usage)?;
+                r.memory_limit = value(memory_limit)?;
+                r.pids = value(pids)?;
                 r.memory_inactive_file =
-                    keyed(&read(&memory.join("memory.stat"))?, "total_inactive_file");
-                // The first file exists with the CFQ/BFQ schedulers only.
-                let io = read(&blkio.join("blkio.io_service_bytes_recursive"))
-                    .ok()
-                    .and_then(|text| parse_blkio_v1(&text));
-                let io = match io {
+                    keyed(memory_stat.read(&mut scratch)?, "total_inactive_file");
+                // The throttle file has the figures when the scheduler's file lists no device.
+                let io = blkio_service
+                    .as_ref()
+                    .and_then(|c| c.read(&mut scratch).ok().and_then(parse_blkio_v1));
+                (r.block_read_bytes, r.block_write_bytes) = match io {
                     Some(io) => io,
-                    None => {
-                        let throttle = blkio.join("blkio.throttle.io_service_bytes_recursive");
-                        parse_blkio_v1(&read(&throttle)?).unwrap_or_default()
-                    }
+                    None => parse_blkio_v1(blkio_throttle.read(&mut scratch)?).unwrap_or_default(),
                 };
-                (r.block_read_bytes, r.block_write_bytes) = io;
-                r.pids = number(&pids.join("pids.current"))?;
             }
-            Layout::V2(dir) => {
-                r.cpu_ns = keyed(&read(&dir.join("cpu.stat"))?, "usage_usec") * 1000;
-                r.memory_usage = number(&dir.join("memory.current"))?;
-                r.memory_limit = number(&dir.join("memory.max"))?;
-                r.memory_inactive_file = keyed(&read(&dir.join("memory.stat"))?, "inactive_file");
+            Counters::V2 {
+                cpu_stat,
+                memory_current,
+                memory_max,
+                memory_stat,
+                io_stat,
+                pids,
+            } => {
+                r.memory_usage = value(memory_current)?;
+                r.memory_limit = value(memory_max)?;
+                r.pids = value(pids)?;
+                r.cpu_ns = keyed(cpu_stat.read(&mut scratch)?, "usage_usec") * 1000;
+                r.memory_inactive_file = keyed(memory_stat.read(&mut scratch)?, "inactive_file");
                 (r.block_read_bytes, r.block_write_bytes) =
-                    parse_io_stat(&read(&dir.join("io.stat"))?);
-                r.pids = number(&dir.join("pids.current"))?;
+                    parse_io_stat(io_stat.read(&mut scratch)?);
             }
         }
         r.memory_limit = r.memory_limit.min(host.memory_bytes);
@@ -268,8 +356,9 @@ fn layout(cgroups: &str, mountinfo: &str) -> Option<Layout> {
 }
 
 /// `(rx bytes, tx bytes)` summed over the interfaces of `/proc/<pid>/net/dev`, loopback
-/// excluded (Docker counts the container's endpoints only).
-fn parse_net_dev(text: &str) -> (u64, u64) {
+/// excluded (Docker counts the container's endpoints only); `None` when it lists no
+/// interface but `lo`.
+fn parse_net_dev(text: &str) -> Option<(u64, u64)> {
     text.lines()
         .skip(2)
         .filter_map(|line| {
@@ -277,13 +366,12 @@ fn parse_net_dev(text: &str) -> (u64, u64) {
             if name.trim() == "lo" {
                 return None;
             }
-            let fields: Vec<u64> = counters
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            Some((*fields.first()?, *fields.get(8)?))
+            let mut fields = counters.split_whitespace().map(|f| f.parse::<u64>().ok());
+            let rx = fields.next()??;
+            let tx = fields.nth(7)??;
+            Some((rx, tx))
         })
-        .fold((0, 0), |(rx, tx), (r, t)| (rx + r, tx + t))
+        .reduce(|(rx, tx), (r, t)| (rx + r, tx + t))
 }
 
 /// `(read, write)` bytes of a v1 `blkio.*io_service_bytes_recursive` file (`8:0 Read 4096`
@@ -386,7 +474,10 @@ mod tests {
             lo:  9999      10    0    0    0     0          0         0     9999      10    0    0    0     0       0          0\n  \
             eth0:  1500      12    0    0    0     0          0         0      700       6    0    0    0     0       0          0\n  \
             eth1:   500       2    0    0    0     0          0         0      300       1    0    0    0     0       0          0\n";
-        assert_eq!(parse_net_dev(text), (2_000, 1_000));
+        assert_eq!(parse_net_dev(text), Some((2_000, 1_000)));
+        // Only loopback: a container without a network, or one that stopped.
+        let lo_only: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+        assert_eq!(parse_net_dev(&lo_only), None);
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub enum MetricsSource {
 
 /// What [`Collector::probe`] found.
 enum Probe {
-    Cgroup(ContainerFiles),
+    Cgroup(Arc<ContainerFiles>),
     Stream,
     /// The container does not run now.
     NotNow,
@@ -78,7 +78,8 @@ enum Probe {
 
 /// How an instance is read.
 enum Source {
-    Cgroup(ContainerFiles),
+    /// Shared with the round's blocking read.
+    Cgroup(Arc<ContainerFiles>),
     /// The stream task; aborted when the instance goes.
     Docker(JoinHandle<()>),
 }
@@ -340,7 +341,7 @@ impl Collector {
             }
         };
         match ContainerFiles::locate(pid, container) {
-            Ok(files) => Probe::Cgroup(files),
+            Ok(files) => Probe::Cgroup(Arc::new(files)),
             Err(e) => {
                 tracing::debug!(container, error = %e, "metrics: reading through the stats stream");
                 Probe::Stream
@@ -350,10 +351,10 @@ impl Collector {
 
     /// Reads every cgroup source at once (file reads, in a blocking task) and publishes.
     async fn read_cgroups(&self, tracked: &mut HashMap<String, Tracked>) {
-        let files: Vec<(String, ContainerFiles)> = tracked
+        let files: Vec<(String, Arc<ContainerFiles>)> = tracked
             .iter()
             .filter_map(|(id, t)| match &t.source {
-                Source::Cgroup(f) => Some((id.clone(), f.clone())),
+                Source::Cgroup(f) => Some((id.clone(), Arc::clone(f))),
                 Source::Docker(_) => None,
             })
             .collect();

@@ -6,6 +6,7 @@
 pub mod breaker;
 pub mod cgroup;
 pub mod collector;
+mod counter;
 pub mod hub;
 pub mod prometheus;
 pub mod reading;
