@@ -240,7 +240,94 @@ async fn builds_number_and_deliveries_expire(db: Db) {
         .is_empty());
 }
 
+/// Writers that read before they write, run at once on a pool of four connections: releases
+/// and builds numbered `MAX + 1` all succeed with distinct numbers (SQLite once failed such
+/// a transaction with `SQLITE_BUSY_SNAPSHOT` when another commit came between its read and
+/// its write; PostgreSQL let two read the same maximum), and of two owners removed at once,
+/// one stays.
+async fn concurrent_writers_take_turns(db: Db) {
+    let (s, _db) = store(db).await;
+    let owner = s.users().create(user("c@example.com")).await.unwrap();
+    let second = s.users().create(user("c2@example.com")).await.unwrap();
+    let p = s.projects().create("busy", &owner.id).await.unwrap();
+    s.projects()
+        .add_member(&p.id, &second.id, "owner")
+        .await
+        .unwrap();
+    let release = || berth::store::NewRelease {
+        spec: "{}".into(),
+        image_digest: None,
+        cause: "test".into(),
+        created_by: None,
+    };
+    let job = |kind: &str| berth::store::NewJob {
+        kind: kind.into(),
+        project_id: Some(p.id.clone()),
+        payload: "{}".into(),
+        ..Default::default()
+    };
+    let (d, ..) = s
+        .deployments()
+        .create(&p.id, "web", 1, release(), &[], job("deploy"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (store, deployment, release, deploy) = (s.clone(), d.clone(), release(), job("deploy"));
+        tasks.spawn(async move {
+            let (r, _) = store
+                .deployments()
+                .add_release(&deployment, release, &[], deploy)
+                .await
+                .expect("add_release")
+                .unwrap();
+            ("release", r.number)
+        });
+        let (store, build, job) = (
+            s.clone(),
+            berth::store::NewBuild {
+                deployment_id: d.id.clone(),
+                project_id: p.id.clone(),
+                trigger_kind: "manual".into(),
+                branch: "main".into(),
+                requested_commit: None,
+                created_by: None,
+            },
+            job("build"),
+        );
+        tasks.spawn(async move {
+            let queued = store.builds().queue(build, job).await.expect("queue");
+            ("build", queued.number)
+        });
+    }
+    for user_id in [owner.id.clone(), second.id.clone()] {
+        let (store, project_id) = (s.clone(), p.id.clone());
+        tasks.spawn(async move {
+            let removed = store.projects().remove_member(&project_id, &user_id).await;
+            match removed {
+                Ok(()) => ("removed", 1),
+                Err(berth::store::StoreError::Conflict(c)) if c == "last_owner" => ("kept", 1),
+                Err(e) => panic!("remove_member: {e}"),
+            }
+        });
+    }
+    let mut numbers = std::collections::BTreeMap::<&str, Vec<i64>>::new();
+    while let Some(done) = tasks.join_next().await {
+        let (kind, n) = done.unwrap();
+        numbers.entry(kind).or_default().push(n);
+    }
+    for v in numbers.values_mut() {
+        v.sort_unstable();
+    }
+    assert_eq!(numbers["release"], (2..=9).collect::<Vec<_>>());
+    assert_eq!(numbers["build"], (1..=8).collect::<Vec<_>>());
+    assert_eq!((numbers["removed"].len(), numbers["kept"].len()), (1, 1));
+    assert_eq!(s.projects().members(&p.id).await.unwrap().len(), 1);
+}
+
 on_both_databases!(
+    concurrent_writers_take_turns,
     leases_elect_one_holder,
     builds_number_and_deliveries_expire,
     rollups_merge_minutes_and_feed_the_hour,

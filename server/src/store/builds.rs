@@ -214,7 +214,8 @@ impl<'a> Builds<'a> {
     /// Records a build (numbered after the deployment's last) and its job
     /// (`job.payload` may hold `{build_id}`, replaced by the new id) in one transaction.
     pub async fn queue(&self, build: NewBuild, job: NewJob) -> StoreResult<BuildRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(self.pool).await?;
+        super::deployments::lock_deployment(&mut tx, &build.deployment_id).await?;
         let last: Option<i64> =
             sqlx::query_scalar("SELECT MAX(number) FROM builds WHERE deployment_id = $1")
                 .bind(&build.deployment_id)
@@ -358,7 +359,7 @@ impl<'a> Builds<'a> {
                 .bind(id)
                 .fetch_one(self.pool)
                 .await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(self.pool).await?;
         let now = now_ms();
         let release = insert_release(&mut tx, &deployment_id, release, now).await?;
         let job_id = insert_job(

@@ -144,7 +144,7 @@ impl<'a> Deployments<'a> {
     ) -> StoreResult<Result<(DeploymentRecord, ReleaseRecord, String), Taken>> {
         let now = now_ms();
         let deployment_id = new_id();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(self.pool).await?;
         let inserted = sqlx::query(
             "INSERT INTO deployments (id, project_id, name, replicas, desired_state, status, \
              created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, 'running', 'deploying', $5, $5)",
@@ -193,7 +193,7 @@ impl<'a> Deployments<'a> {
         volumes: &[String],
         job: NewJob,
     ) -> StoreResult<Result<(ReleaseRecord, String), Taken>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(self.pool).await?;
         if let Err(taken) =
             add_volumes(&mut tx, &deployment.project_id, &deployment.id, volumes).await?
         {
@@ -300,7 +300,7 @@ impl<'a> Deployments<'a> {
     /// Makes `release_id` the current release: it becomes `active`, the previous active one
     /// `superseded`, in one transaction.
     pub async fn activate_release(&self, deployment_id: &str, release_id: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(self.pool).await?;
         sqlx::query(
             "UPDATE releases SET status = 'superseded' WHERE deployment_id = $1 \
              AND status = 'active' AND id <> $2",
@@ -391,12 +391,28 @@ impl<'a> Deployments<'a> {
     }
 }
 
+/// Locks the deployment's row until the transaction ends, so that transactions numbering its
+/// releases or builds (`MAX(number) + 1`) take turns: a no-op update, which takes the row lock
+/// on PostgreSQL (read committed would otherwise let two of them read the same maximum) and is
+/// already covered by the write lock of `begin_write` on SQLite.
+pub(super) async fn lock_deployment(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    deployment_id: &str,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE deployments SET updated_at_ms = updated_at_ms WHERE id = $1")
+        .bind(deployment_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn insert_release(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     deployment_id: &str,
     release: NewRelease,
     now: i64,
 ) -> StoreResult<ReleaseRecord> {
+    lock_deployment(tx, deployment_id).await?;
     let last: Option<i64> =
         sqlx::query_scalar("SELECT MAX(number) FROM releases WHERE deployment_id = $1")
             .bind(deployment_id)

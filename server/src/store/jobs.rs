@@ -94,7 +94,7 @@ impl<'a> Jobs<'a> {
     /// # Errors
     /// `Database`.
     pub async fn enqueue(&self, job: NewJob) -> StoreResult<String> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(self.pool).await?;
         let id = insert_job(&mut tx, job).await?;
         tx.commit().await?;
         Ok(id)

@@ -266,6 +266,26 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock
+/// is taken at the start (waiting up to the busy timeout), because a deferred transaction
+/// that reads first holds a read snapshot, and its first write fails at once with
+/// `SQLITE_BUSY_SNAPSHOT`, without any wait, when another connection committed in between
+/// (<https://www.sqlite.org/lang_transaction.html>, "Read transactions" and `BUSY`;
+/// <https://www.sqlite.org/rescode.html#busy_snapshot>). On PostgreSQL it is a plain
+/// `BEGIN` (read committed); code that numbers rows locks the parent row first.
+///
+/// # Errors
+/// `Database` when no connection is free within the acquire timeout, or the lock is not
+/// granted within the busy timeout.
+async fn begin_write(pool: &AnyPool) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+    let sqlite = pool.connect_options().database_url.scheme() == "sqlite";
+    Ok(if sqlite {
+        pool.begin_with("BEGIN IMMEDIATE").await?
+    } else {
+        pool.begin().await?
+    })
+}
+
 /// `Ok` when a write touched at least one row, `NotFound` when the row did not exist.
 fn touched(done: sqlx::any::AnyQueryResult) -> StoreResult<()> {
     if done.rows_affected() == 0 {

@@ -69,7 +69,7 @@ impl<'a> Projects<'a> {
     pub async fn create(&self, name: &str, owner_id: &str) -> StoreResult<ProjectRecord> {
         let id = new_id();
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(self.pool).await?;
         sqlx::query(
             "INSERT INTO projects (id, name, created_by, created_at_ms, updated_at_ms) \
              VALUES ($1, $2, $3, $4, $4)",
@@ -222,7 +222,13 @@ impl<'a> Projects<'a> {
     /// # Errors
     /// `NotFound` when not a member; `Conflict("last_owner")` for the last owner.
     pub async fn remove_member(&self, project_id: &str, user_id: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(self.pool).await?;
+        // Removals of one project take turns (a row lock on PostgreSQL, where read committed
+        // would let two of them each count the other owner; SQLite's write lock already does).
+        sqlx::query("UPDATE projects SET updated_at_ms = updated_at_ms WHERE id = $1")
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
         let role: Option<String> = sqlx::query_scalar(
             "SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2",
         )

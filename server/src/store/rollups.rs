@@ -152,7 +152,7 @@ impl<'a> Rollups<'a> {
              net_tx_bytes = metrics_usage_hours.net_tx_bytes + excluded.net_tx_bytes, \
              block_read_bytes = metrics_usage_hours.block_read_bytes + excluded.block_read_bytes, \
              block_write_bytes = metrics_usage_hours.block_write_bytes + excluded.block_write_bytes";
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(self.pool).await?;
         if let Some(l) = lease {
             if !super::leases::advance_in(&mut tx, l.name, l.owner, l.now_ms, l.mark_ms).await? {
                 tx.rollback().await?;
