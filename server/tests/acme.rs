@@ -10,7 +10,8 @@
 //! manager's clock to the renewal date renews it; a renewal while the CA is down fails,
 //! is shown, and the working certificate keeps being served; a domain the CA cannot reach
 //! fails with the CA's reason. The generated hostnames are served with the self-signed
-//! `*.localhost` certificate.
+//! `*.localhost` certificate; under a public base domain without DNS-01 each one gets its own
+//! certificate from the CA.
 
 #[macro_use]
 mod common;
@@ -196,6 +197,14 @@ async fn certificates_from_a_real_ca(challenge: ChallengeKind, nosleep: bool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A self-signed certificate is not offered as the app's HTTPS address.
+    let detail = owner
+        .get(&format!("/api/v1/deployments/{web}"))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert!(detail["https_url"].is_null(), "{detail:#}");
+
     // A verified domain gets a certificate from the CA and is served with it.
     let host = "www.shop.example";
     let domain_id = verified_domain(&owner, &web, host, "127.0.0.1", dns_management).await;
@@ -339,6 +348,97 @@ async fn http_01_without_validation_delay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_01_without_validation_delay() {
     certificates_from_a_real_ca(ChallengeKind::TlsAlpn01, true).await;
+}
+
+/// A public base domain without DNS-01 (so no wildcard from the CA): each deployment's
+/// generated hostname gets a certificate of its own by HTTP-01 and is served with it, the
+/// wildcard stays self-signed, and deleting the deployment removes the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_hostnames_get_their_own_certificates_without_dns_01() {
+    let lab = Lab::new().await;
+    let mut config = lab.config();
+    config.base_domain = "apps.example".into();
+    config.acme_challenge = ChallengeKind::Http01;
+    let app = TestApp::start(config).await;
+    let ingress_https = app.ingress_https.unwrap();
+    let _pebble = lab.pebble(&app, true);
+    let root = pebble_root(lab.acme_management, &lab.ca).await;
+    let host = "web-shop.apps.example";
+    // The name must resolve to the ingress before the order, or the CA validates elsewhere.
+    dns_set(
+        lab.dns_management,
+        "/add-a",
+        json!({"host": format!("{host}."), "addresses": ["127.0.0.1"]}),
+    )
+    .await;
+    let admin = app.admin_client().await;
+    let (owner, project_id) = project(&app, &admin, "owner@example.com", "shop").await;
+    let (web, job) = create(&owner, &project_id, "web", 1, greeting_spec("release one")).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+
+    let certificates = app.store.certificates();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let slot = loop {
+        let slot = certificates.by_hostname(host).await.unwrap();
+        match slot {
+            Some(s) if s.cert_pem.is_some() => break s,
+            other => assert!(Instant::now() < deadline, "never issued: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (slot.source.as_str(), slot.domain_id.as_deref()),
+        ("acme", None)
+    );
+    assert_eq!(slot.last_error, "");
+    assert!(slot.key_sealed.as_deref().unwrap().starts_with("enc:v1:"));
+    let issued = rustls_pki_types_der(slot.cert_pem.as_deref().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match https_get(ingress_https, host, &root).await {
+            Ok((200, body, leaf)) if leaf == issued => {
+                assert_eq!(body.trim(), "release one");
+                break;
+            }
+            other => assert!(Instant::now() < deadline, "{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The API and the deployment page give the HTTPS address; the wildcard stays
+    // self-signed, so another deployment's would not.
+    let detail = owner
+        .get(&format!("/api/v1/deployments/{web}"))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    let https_url = format!("https://{host}:{}/", ingress_https.port());
+    assert_eq!(detail["https_url"], https_url.as_str(), "{detail:#}");
+    let (_, _, page) = owner.html(&format!("/deployments/{web}")).await;
+    assert!(page.contains(&https_url), "{page}");
+    let wildcard = certificates
+        .by_hostname("*.apps.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(wildcard.source, "self_signed");
+
+    // The deployment goes, and its certificate with it.
+    let job = owner
+        .delete(&format!("/api/v1/deployments/{web}"))
+        .await
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
+    let job = wait_job(&owner, job["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while certificates.by_hostname(host).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the certificate outlived its deployment"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.stop().await;
 }
 
 /// A domain whose DNS sends the CA elsewhere: the order fails with the CA's reason, shown on

@@ -367,6 +367,11 @@ pub struct DeploymentDetail {
     /// `None` when no ingress runs.
     #[serde(default)]
     pub url: Option<String>,
+    /// The same over HTTPS (`https://<deployment>-<project>.<base domain>:port/`), once a
+    /// CA-issued certificate covers the generated hostname (its own, or `*.<base domain>`
+    /// by DNS-01) and unexpired; `None` with only the self-signed fallback or no HTTPS.
+    #[serde(default)]
+    pub https_url: Option<String>,
     pub project_name: String,
     /// Newest first.
     pub releases: Vec<ReleaseView>,

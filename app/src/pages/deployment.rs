@@ -121,6 +121,9 @@ fn DeploymentBody(
             {detail.url.clone().map(|url| view! {
                 <a id="app-url" class="mt-1 inline-block font-mono text-sm text-sky-700 hover:underline dark:text-sky-400" href=url.clone() target="_blank" rel="noopener">{url.clone()}</a>
             })}
+            {detail.https_url.clone().map(|url| view! {
+                <a id="app-https-url" class="mt-1 ml-3 inline-block font-mono text-sm text-sky-700 hover:underline dark:text-sky-400" href=url.clone() target="_blank" rel="noopener">{url.clone()}</a>
+            })}
             {(!d.status_message.is_empty())
                 .then(|| view! { <pre id="status-message" class="mt-2 whitespace-pre-wrap text-sm text-slate-600 dark:text-slate-400">{d.status_message.clone()}</pre> })}
             <div class="mt-4 flex flex-wrap items-center gap-2">

@@ -1,7 +1,8 @@
 //! Certificates for the ingress (role `scheduler`): `*.<base_domain>` for the generated
 //! hostnames (self-signed, or from the CA when DNS-01 is set up and the base domain is not
-//! `localhost`), and certificates from an ACME CA (RFC 8555, through `instant-acme`) for
-//! every verified custom domain.
+//! `localhost`), one certificate per generated hostname from the CA when the base domain is
+//! public but DNS-01 is not set up, and certificates from an ACME CA (RFC 8555, through
+//! `instant-acme`) for every verified custom domain.
 //!
 //! - **Challenges**: HTTP-01 (RFC 8555 §8.3; the answer is stored in the database, so any
 //!   ingress process serves it at `/.well-known/acme-challenge/<token>`) or TLS-ALPN-01
@@ -152,8 +153,9 @@ impl CertificateManager {
     }
 
     /// One pass as if the time were `now_ms`: renews the self-signed fallback when due,
-    /// creates certificate slots for verified custom domains (with ACME configured) and
-    /// drops those of removed ones, then issues or renews every slot that is due.
+    /// creates certificate slots for verified custom domains and, without DNS-01 on a public
+    /// base domain, for generated hostnames (with ACME configured), drops those of removed
+    /// ones, then issues or renews every slot that is due.
     ///
     /// # Errors
     /// Store failures; a failed issuance is recorded on its slot, not returned.
@@ -174,6 +176,7 @@ impl CertificateManager {
                         .await?;
                 }
             }
+            self.sync_generated(&slots, now_ms).await?;
         }
         let due = match self.settings.directory_url {
             Some(_) => certificates.due(now_ms).await?,
@@ -231,11 +234,68 @@ impl CertificateManager {
             .await
     }
 
-    /// Whether `*.<base_domain>` comes from the CA: with DNS-01 set up and a base domain a
-    /// public CA can issue for (not `localhost` or a name under it).
-    fn base_from_ca(&self) -> bool {
+    /// Whether the base domain is one a public CA issues for (not `localhost` or a name
+    /// under it), with an ACME directory configured.
+    fn base_is_public(&self) -> bool {
         let local = self.base_domain == "localhost" || self.base_domain.ends_with(".localhost");
-        self.settings.directory_url.is_some() && self.settings.dns_update.is_some() && !local
+        self.settings.directory_url.is_some() && !local
+    }
+
+    /// Whether `*.<base_domain>` comes from the CA: with DNS-01 set up (RFC 8555 §7.1.3: a
+    /// wildcard's authorization can only be proved by DNS-01) and a public base domain.
+    fn base_from_ca(&self) -> bool {
+        self.base_is_public() && self.settings.dns_update.is_some()
+    }
+
+    /// Whether each generated hostname gets a certificate of its own, proved by the
+    /// configured HTTP-01 or TLS-ALPN-01 challenge: a public base domain without DNS-01,
+    /// where no wildcard can be had.
+    fn generated_per_host(&self) -> bool {
+        self.base_is_public() && self.settings.dns_update.is_none()
+    }
+
+    /// Keeps one ACME slot per deployment's generated hostname while
+    /// [`CertificateManager::generated_per_host`] holds, and removes the slots of hostnames
+    /// that no longer exist (a deleted deployment, another base domain) or are covered by the
+    /// wildcard. `slots` are the hostnames that have a slot now.
+    async fn sync_generated(
+        &self,
+        slots: &std::collections::HashSet<String>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut wanted = std::collections::HashSet::new();
+        if self.generated_per_host() {
+            let projects: std::collections::HashMap<String, String> = self
+                .store
+                .projects()
+                .list_all()
+                .await?
+                .into_iter()
+                .map(|p| (p.id, p.name))
+                .collect();
+            for d in self.store.deployments().all().await? {
+                if let Some(project) = projects.get(&d.project_id) {
+                    wanted.insert(super::routes::generated_host(
+                        &d.name,
+                        project,
+                        &self.base_domain,
+                    ));
+                }
+            }
+        }
+        let certificates = self.store.certificates();
+        for hostname in &wanted {
+            if !slots.contains(hostname) {
+                certificates.ensure(hostname, None, "acme", now_ms).await?;
+            }
+        }
+        for hostname in certificates.generated_hostnames().await? {
+            if !wanted.contains(&hostname) {
+                certificates.remove(&hostname).await?;
+                self.changed.notify_one();
+            }
+        }
+        Ok(())
     }
 
     /// Makes sure `*.<base_domain>` has its slot: from the CA (see

@@ -347,8 +347,10 @@ impl DeploymentService for DeploymentsService {
             .app_urls
             .as_ref()
             .map(|u| u.url(&d.name, &project_name));
+        let https_url = self.generated_https_url(&d.name, &project_name).await?;
         Ok(DeploymentDetail {
             url,
+            https_url,
             releases: releases.iter().map(release_view).collect(),
             deployment: deployment_view(d, &releases),
             project_name,

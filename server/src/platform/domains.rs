@@ -35,6 +35,11 @@ impl AppUrls {
         }
     }
 
+    /// The generated hostname of deployment `deployment` of project `project`.
+    pub fn host(&self, deployment: &str, project: &str) -> String {
+        crate::ingress::routes::generated_host(deployment, project, &self.base_domain)
+    }
+
     /// The address of deployment `deployment` of project `project` (port left out when 80).
     pub fn url(&self, deployment: &str, project: &str) -> String {
         let host = crate::ingress::routes::generated_host(deployment, project, &self.base_domain);
@@ -46,6 +51,37 @@ impl AppUrls {
 }
 
 impl DeploymentsService {
+    /// The generated hostname's HTTPS address when a CA-issued, unexpired certificate covers
+    /// it: its own slot, else `*.<base domain>` when that one is from the CA.
+    pub(super) async fn generated_https_url(
+        &self,
+        deployment: &str,
+        project: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(urls) = self.app_urls.as_ref() else {
+            return Ok(None);
+        };
+        let host = urls.host(deployment, project);
+        let wildcard = format!("*.{}", urls.base_domain.to_ascii_lowercase());
+        let certificates = self.store.certificates();
+        let now = now_ms();
+        for name in [host.as_str(), wildcard.as_str()] {
+            let slot = certificates
+                .by_hostname(name)
+                .await
+                .map_err(internal("read a certificate"))?;
+            let usable = slot.is_some_and(|c| {
+                c.source == "acme"
+                    && c.cert_pem.is_some()
+                    && c.not_after_ms.is_some_and(|t| t > now)
+            });
+            if usable {
+                return Ok(urls.https_url(&host));
+            }
+        }
+        Ok(None)
+    }
+
     /// The generated hostnames' domain, the ingress addresses custom domains may point at
     /// with A/AAAA records, and whether wildcard domains can get certificates (DNS-01).
     pub fn with_domain_settings(

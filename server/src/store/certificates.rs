@@ -123,6 +123,29 @@ impl<'a> Certificates<'a> {
             .collect::<Result<_, _>>()?)
     }
 
+    /// The hostnames of slots that belong to neither a custom domain nor a wildcard: the
+    /// per-deployment certificates of generated hostnames.
+    pub async fn generated_hostnames(&self) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT hostname FROM certificates WHERE domain_id IS NULL AND hostname NOT LIKE '*.%'",
+        )
+        .fetch_all(self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("hostname"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Removes the slot of `hostname` (its certificate and key with it), if there is one.
+    pub async fn remove(&self, hostname: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM certificates WHERE hostname = $1")
+            .bind(hostname)
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// ACME slots whose next attempt is due at `now_ms`.
     pub async fn due(&self, now_ms: i64) -> StoreResult<Vec<CertificateRecord>> {
         let rows = sqlx::query(&format!(
