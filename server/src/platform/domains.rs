@@ -42,7 +42,7 @@ impl AppUrls {
 
     /// The address of deployment `deployment` of project `project` (port left out when 80).
     pub fn url(&self, deployment: &str, project: &str) -> String {
-        let host = crate::ingress::routes::generated_host(deployment, project, &self.base_domain);
+        let host = self.host(deployment, project);
         match self.port {
             80 => format!("http://{host}/"),
             port => format!("http://{host}:{port}/"),
