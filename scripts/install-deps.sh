@@ -19,7 +19,8 @@ if [[ $want_test -eq 1 ]]; then
   # pebble: its pebble-challtestsrv is the DNS server of the custom-domain tests;
   # bind9 (+ bind9-dnsutils for nsupdate): the RFC 2136 server of the DNS-01 test.
   # git (its http-backend) serves the repositories of the build tests.
-  packages+=(git postgresql chromium chromium-driver python3-venv curl openssl nginx libnginx-mod-stream openssh-server pebble bind9 bind9-dnsutils)
+  # restic: reads the repositories Berth writes (the backups interoperability test).
+  packages+=(git postgresql chromium chromium-driver python3-venv curl openssl nginx libnginx-mod-stream openssh-server pebble bind9 bind9-dnsutils restic)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -403,6 +403,55 @@ pub trait BuildService: Send + Sync {
     ) -> Result<Vec<WebhookDeliveryView>, ApiError>;
 }
 
+/// Backups of deployments' named volumes and restores from them.
+#[async_trait]
+pub trait BackupService: Send + Sync {
+    /// Queues a backup of the deployment's named volumes now. 400 `no_volumes` when it has
+    /// none.
+    async fn create_backup(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<BackupView, ApiError>;
+    /// The deployment's backups, newest first.
+    async fn list_backups(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<Vec<BackupView>, ApiError>;
+    /// One backup.
+    async fn get_backup(&self, ctx: &RequestContext, id: &BackupId)
+        -> Result<BackupView, ApiError>;
+    /// Queues a restore of the backup into its deployment: the volumes are filled anew and
+    /// switched while the deployment is stopped. 409 `backup_not_restorable` unless the
+    /// backup succeeded.
+    async fn restore_backup(
+        &self,
+        ctx: &RequestContext,
+        id: &BackupId,
+    ) -> Result<RestoreView, ApiError>;
+    /// One restore.
+    async fn get_restore(
+        &self,
+        ctx: &RequestContext,
+        id: &RestoreId,
+    ) -> Result<RestoreView, ApiError>;
+    /// The deployment's restores, newest first.
+    async fn list_restores(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<Vec<RestoreView>, ApiError>;
+    /// The project's backup repository (made on first use). With `reveal_password` (project
+    /// owners and admins only; audited) the answer holds the password stock `restic` needs.
+    async fn backup_repository(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+        reveal_password: bool,
+    ) -> Result<BackupRepositoryView, ApiError>;
+}
+
 /// The handles `server` provides to server functions (Leptos context) and REST handlers.
 #[derive(Clone)]
 pub struct Services {
@@ -412,4 +461,5 @@ pub struct Services {
     pub topology: Arc<dyn TopologyService>,
     pub deployments: Arc<dyn DeploymentService>,
     pub builds: Arc<dyn BuildService>,
+    pub backups: Arc<dyn BackupService>,
 }

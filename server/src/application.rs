@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::{bootstrap, FailureLimiter},
+    backups::{BackupRunner, BackupSettings},
     builds::{BuildSettings, Builder},
     config::{Config, Role},
     http::{self, AppState},
@@ -24,8 +25,8 @@ use crate::{
         monitor::HealthMonitor, reconciler::Reconciler, topology::register_local_node, Orchestrator,
     },
     platform::{
-        accounts::SignInLimits, AccountsService, AdminConsole, AppUrls, BuildsService,
-        DeploymentsService, ProjectsService, TopologyConsole, WebhookReceiver,
+        accounts::SignInLimits, AccountsService, AdminConsole, AppUrls, BackupsService,
+        BuildsService, DeploymentsService, ProjectsService, TopologyConsole, WebhookReceiver,
     },
     runtime::Engine,
     secrets::SecretBox,
@@ -102,11 +103,24 @@ impl Application {
                 allow_private_repositories: config.build_allow_private_repositories,
             },
         ));
+        let backup_runner = Arc::new(BackupRunner::new(
+            store.clone(),
+            secrets.clone(),
+            orchestrator.clone(),
+            BackupSettings {
+                repository_root: config.data_dir.join("backups"),
+                staging_root: config.data_dir.join("backup-staging"),
+            },
+        ));
         let workers = Arc::new(Workers::new(
             store.clone(),
             Arc::new(ByKind {
                 default: orchestrator.clone(),
-                kinds: vec![("build", builder.clone())],
+                kinds: vec![
+                    ("build", builder.clone()),
+                    ("backup", backup_runner.clone()),
+                    ("restore", backup_runner.clone()),
+                ],
             }),
         ));
         let reconciler = Arc::new(Reconciler::new(orchestrator.clone()));
@@ -189,6 +203,12 @@ impl Application {
             builds: Arc::new(BuildsService::new(
                 store.clone(),
                 secrets.clone(),
+                workers.waker(),
+            )),
+            backups: Arc::new(BackupsService::new(
+                store.clone(),
+                secrets.clone(),
+                backup_runner.clone(),
                 workers.waker(),
             )),
         };

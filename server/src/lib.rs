@@ -4,6 +4,7 @@
 
 pub mod application;
 pub mod auth;
+pub mod backups;
 pub mod builds;
 pub mod cli;
 pub mod config;

@@ -52,12 +52,14 @@ id_type!(
     PlanId
 );
 
+mod backup;
 mod build;
 mod deployment;
 mod deployment_form;
 mod domain;
 mod metrics;
 mod validate_spec;
+pub use backup::*;
 pub use build::*;
 pub use deployment::*;
 pub use deployment_form::DeploymentForm;

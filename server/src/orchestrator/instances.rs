@@ -38,6 +38,7 @@ impl Orchestrator {
         release: &ReleaseRecord,
         spec: &DeploymentSpec,
         loc: &LocationRecord,
+        volumes: Vec<(String, String)>,
     ) -> Result<ContainerSpec, DeployError> {
         let mut env = Vec::with_capacity(spec.env.len());
         for var in &spec.env {
@@ -78,18 +79,36 @@ impl Orchestrator {
             nano_cpus: loc.cpu_millicores * 1_000_000,
             memory_bytes: loc.memory_bytes,
             pids_limit: PIDS_LIMIT,
-            volumes: spec
-                .volumes
-                .iter()
-                .map(|v| {
-                    (
-                        volume_name(&deployment.project_id, &v.name),
-                        v.mount_path.clone(),
-                    )
-                })
-                .collect(),
+            volumes,
             healthcheck,
         })
+    }
+
+    /// The deployment's named volumes as (Docker volume, mount path), each at the generation
+    /// the store records.
+    pub(crate) async fn volume_mounts(
+        &self,
+        deployment: &DeploymentRecord,
+        spec: &DeploymentSpec,
+    ) -> Result<Vec<(String, String)>, DeployError> {
+        let generations: std::collections::HashMap<String, i64> = self
+            .store
+            .deployments()
+            .volume_generations(&deployment.id)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(spec
+            .volumes
+            .iter()
+            .map(|v| {
+                let generation = generations.get(&v.name).copied().unwrap_or(0);
+                (
+                    volume_name(&deployment.project_id, &v.name, generation),
+                    v.mount_path.clone(),
+                )
+            })
+            .collect())
     }
 
     /// Creates the project network and the deployment's volumes on the node (idempotent).
@@ -103,10 +122,8 @@ impl Orchestrator {
         engine
             .ensure_network(&network_name(&deployment.project_id), &labels)
             .await?;
-        for v in &spec.volumes {
-            engine
-                .ensure_volume(&volume_name(&deployment.project_id, &v.name), &labels)
-                .await?;
+        for (volume, _) in self.volume_mounts(deployment, spec).await? {
+            engine.ensure_volume(&volume, &labels).await?;
         }
         Ok(())
     }
@@ -120,7 +137,8 @@ impl Orchestrator {
         loc: &LocationRecord,
     ) -> Result<String, DeployError> {
         let engine = self.engine(&loc.node_id)?;
-        let container = self.container_spec(deployment, release, spec, loc)?;
+        let volumes = self.volume_mounts(deployment, spec).await?;
+        let container = self.container_spec(deployment, release, spec, loc, volumes)?;
         let id = engine.create_container(&container).await?;
         self.store
             .locations()

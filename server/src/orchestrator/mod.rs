@@ -184,9 +184,14 @@ pub fn network_name(project_id: &str) -> String {
     format!("berth-{project_id}")
 }
 
-/// The Docker volume behind a project's named volume.
-pub fn volume_name(project_id: &str, volume: &str) -> String {
-    format!("berth-{project_id}-{volume}")
+/// The Docker volume behind a project's named volume at `generation` (0 until a restore
+/// replaced its contents with a new volume; see `backups`).
+pub fn volume_name(project_id: &str, volume: &str, generation: i64) -> String {
+    if generation == 0 {
+        format!("berth-{project_id}-{volume}")
+    } else {
+        format!("berth-{project_id}-{volume}-g{generation}")
+    }
 }
 
 /// Reads a release's spec.

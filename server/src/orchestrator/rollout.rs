@@ -385,7 +385,7 @@ impl Orchestrator {
     ///
     /// # Errors
     /// `Invalid` when no release ever became current (nothing to scale, start or restart).
-    async fn current_release(
+    pub(crate) async fn current_release(
         &self,
         deployment: &DeploymentRecord,
     ) -> Result<(ReleaseRecord, DeploymentSpec), DeployError> {
@@ -415,6 +415,46 @@ impl Orchestrator {
             .await?;
         progress.done().await;
         Ok(())
+    }
+
+    /// Switches the deployment's named volumes to new generations (filled by a restore):
+    /// every instance is stopped and removed, the store switches to `generations` in one
+    /// transaction, and, when the deployment should run, the current release is started
+    /// again on the new volumes and waited for until healthy.
+    ///
+    /// # Errors
+    /// Any failure stopping the instances (then nothing was switched), writing the store, or
+    /// starting the release again (then the new volumes are in place, and the reconciler and
+    /// a later start keep trying).
+    pub async fn replace_volumes(
+        &self,
+        deployment: &DeploymentRecord,
+        generations: &[(String, i64)],
+        progress: &Progress,
+    ) -> Result<(), DeployError> {
+        progress
+            .begin("stop", "stopping the instances to switch volumes")
+            .await;
+        let locs = self
+            .store
+            .locations()
+            .for_deployment(&deployment.id)
+            .await?;
+        for r in join_all(locs.iter().map(|l| self.retire(l, STOP_GRACE_SECS))).await {
+            r?;
+        }
+        progress.begin("switch volumes", "").await;
+        self.store
+            .deployments()
+            .set_volume_generations(&deployment.id, generations)
+            .await?;
+        let result = if deployment.desired_state == "running" {
+            self.converge(deployment, progress).await
+        } else {
+            Ok(())
+        };
+        self.refresh_status(&deployment.id).await?;
+        result
     }
 
     /// Stops every instance; containers are kept so a start is quick.
@@ -497,11 +537,15 @@ impl Orchestrator {
         }
         if remove_volumes {
             progress.begin("remove volumes", "").await;
-            let names = self.store.deployments().volumes(&deployment.id).await?;
+            let volumes = self
+                .store
+                .deployments()
+                .volume_generations(&deployment.id)
+                .await?;
             for (node_id, engine) in self.engines() {
-                for name in &names {
+                for (name, generation) in &volumes {
                     engine
-                        .remove_volume(&volume_name(&deployment.project_id, name))
+                        .remove_volume(&volume_name(&deployment.project_id, name, *generation))
                         .await
                         .map_err(|e| {
                             tracing::warn!(node.id = %node_id, volume = %name, error = %e, "cannot remove volume");

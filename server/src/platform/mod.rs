@@ -3,6 +3,7 @@
 
 pub mod accounts;
 mod admin;
+mod backups;
 mod builds;
 mod deployment_jobs;
 mod deployment_views;
@@ -17,6 +18,7 @@ mod webhooks;
 
 pub use accounts::AccountsService;
 pub use admin::AdminConsole;
+pub use backups::BackupsService;
 pub use builds::BuildsService;
 pub use deployments::DeploymentsService;
 pub use domains::AppUrls;

@@ -65,7 +65,7 @@ impl Access {
         self.is_admin || self.role == Some(MemberRole::Owner)
     }
 
-    fn require_manage(&self) -> Result<(), ApiError> {
+    pub(super) fn require_manage(&self) -> Result<(), ApiError> {
         if self.can_manage() {
             Ok(())
         } else {

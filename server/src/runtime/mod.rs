@@ -2,11 +2,13 @@
 //! Every call is bounded by a timeout; errors are mapped to [`RuntimeError`] (404 →
 //! `NotFound`, 409 → `Conflict`, 304 on start/stop → success).
 
+mod archive;
 mod build;
 mod containers;
 mod ssh;
 mod stats;
 
+pub use archive::{VolumeHelper, ARCHIVE_IDLE_TIMEOUT, ARCHIVE_UPLOAD_TIMEOUT};
 pub use build::ImageBuild;
 pub use containers::{
     CommandHealthcheck, ContainerEvent, ContainerSpec, ContainerStatus, OutputLine, ResolvedImage,

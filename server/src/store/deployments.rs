@@ -380,6 +380,48 @@ impl<'a> Deployments<'a> {
         )
     }
 
+    /// The deployment's volumes with their generation (0 until a restore replaced one), by
+    /// name.
+    pub async fn volume_generations(&self, deployment_id: &str) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT name, generation FROM volumes WHERE deployment_id = $1 ORDER BY name",
+        )
+        .bind(deployment_id)
+        .fetch_all(self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("generation")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// Switches the named volumes of the deployment to new generations, all in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// `NotFound` when a volume is not the deployment's.
+    pub async fn set_volume_generations(
+        &self,
+        deployment_id: &str,
+        generations: &[(String, i64)],
+    ) -> StoreResult<()> {
+        let mut tx = super::begin_write(self.pool).await?;
+        for (name, generation) in generations {
+            touched(
+                sqlx::query(
+                    "UPDATE volumes SET generation = $3 WHERE deployment_id = $1 AND name = $2",
+                )
+                .bind(deployment_id)
+                .bind(name)
+                .bind(generation)
+                .execute(&mut *tx)
+                .await?,
+            )?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Deletes the deployment with its releases, locations and volume records (cascade).
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
         touched(

@@ -8,6 +8,7 @@
 //! 0/1 flags, so the same repository code and the same contract tests cover both.
 
 mod audit;
+mod backups;
 mod builds;
 mod certificates;
 mod deliveries;
@@ -24,6 +25,7 @@ mod topology;
 mod users;
 
 pub use audit::{AuditEventRecord, AuditEvents, NewAuditEvent};
+pub use backups::{BackupOutcome, BackupRecord, BackupRepositoryRecord, Backups, RestoreRecord};
 pub use builds::{BuildRecord, Builds, GitSourceRecord, NewBuild};
 pub use certificates::{CertificateRecord, Certificates, Issued};
 pub use deliveries::{Deliveries, DeliveryRecord};
@@ -242,6 +244,10 @@ impl Store {
 
     pub fn leases(&self) -> Leases<'_> {
         Leases::new(&self.pool)
+    }
+
+    pub fn backups(&self) -> Backups<'_> {
+        Backups::new(&self.pool)
     }
 
     pub fn builds(&self) -> Builds<'_> {

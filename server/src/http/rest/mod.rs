@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod backups;
 mod builds;
 mod deployments;
 mod domains;
@@ -156,6 +157,19 @@ pub fn router() -> Router<AppState> {
         )
         .route("/builds/{id}", get(builds::get_one))
         .route("/builds/{id}/cancel", post(builds::cancel))
+        .route(
+            "/deployments/{id}/backups",
+            get(backups::list).post(backups::create),
+        )
+        .route("/backups/{id}", get(backups::get_one))
+        .route("/backups/{id}/restore", post(backups::restore))
+        .route("/deployments/{id}/restores", get(backups::list_restores))
+        .route("/restores/{id}", get(backups::get_restore))
+        .route("/projects/{id}/backup-repository", get(backups::repository))
+        .route(
+            "/projects/{id}/backup-repository/reveal",
+            post(backups::reveal),
+        )
         .fallback(|| async {
             RestError(ApiError::not_found(
                 "route_not_found",

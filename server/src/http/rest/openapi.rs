@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{account, admin, builds, deployments, domains, metrics, projects, topology};
+use super::{account, admin, backups, builds, deployments, domains, metrics, projects, topology};
 
 struct Security;
 
@@ -45,6 +45,8 @@ impl Modify for Security {
         metrics::live, metrics::history, metrics::project_now, metrics::usage,
         builds::get_source, builds::set_source, builds::remove_source, builds::rotate_secret, builds::rotate_deploy_key,
         builds::list, builds::trigger, builds::get_one, builds::cancel, builds::deliveries,
+        backups::create, backups::list, backups::get_one, backups::restore, backups::list_restores,
+        backups::get_restore, backups::repository, backups::reveal,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),

@@ -1,0 +1,60 @@
+-- Backups: one restic-format repository per project (its password sealed, see
+-- server::secrets), the backups taken of a deployment's volumes (each one snapshot in that
+-- repository), and the restores made from them. A backup outlives its deployment (the
+-- deployment's name is kept) so that it can still be read and restored elsewhere.
+--
+-- Volumes get a generation: a restore fills a new Docker volume
+-- (`berth-<project>-<volume>-g<generation>`, generation 0 being the original
+-- `berth-<project>-<volume>`) and switches to it only once it is complete, so the live
+-- data is never half-restored.
+
+CREATE TABLE backup_repositories (
+    project_id TEXT PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('local')),
+    location TEXT NOT NULL,
+    password TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+
+CREATE TABLE backups (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+    deployment_id TEXT NOT NULL,
+    deployment_name TEXT NOT NULL,
+    release_id TEXT,
+    kind TEXT NOT NULL CHECK (kind IN ('volumes')),
+    trigger_kind TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+    volumes TEXT NOT NULL DEFAULT '[]',
+    node_id TEXT,
+    snapshot_id TEXT,
+    files BIGINT NOT NULL DEFAULT 0,
+    bytes_total BIGINT NOT NULL DEFAULT 0,
+    bytes_added BIGINT NOT NULL DEFAULT 0,
+    failure TEXT NOT NULL DEFAULT '',
+    job_id TEXT,
+    created_by TEXT,
+    created_at_ms BIGINT NOT NULL,
+    started_at_ms BIGINT,
+    finished_at_ms BIGINT
+);
+CREATE INDEX backups_deployment ON backups (deployment_id, created_at_ms);
+
+CREATE TABLE restores (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+    deployment_id TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    backup_id TEXT NOT NULL REFERENCES backups (id) ON DELETE CASCADE,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+    files BIGINT NOT NULL DEFAULT 0,
+    bytes_total BIGINT NOT NULL DEFAULT 0,
+    failure TEXT NOT NULL DEFAULT '',
+    job_id TEXT,
+    created_by TEXT,
+    created_at_ms BIGINT NOT NULL,
+    started_at_ms BIGINT,
+    finished_at_ms BIGINT
+);
+CREATE INDEX restores_deployment ON restores (deployment_id, created_at_ms);
+
+ALTER TABLE volumes ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;

@@ -1,0 +1,658 @@
+//! Backups of deployments' named volumes into one restic-format repository per project, and
+//! restores from them. Both run as jobs (`kind = "backup"` / `"restore"`), one at a time per
+//! deployment like every job, and one at a time per project repository.
+//!
+//! - Backup: a helper container (created, never started) mounts the volumes read-only at
+//!   `/berth-volumes/<name>`; the engine's archive endpoint streams them as tar, which
+//!   rustic_core stores as one snapshot (`/volumes/<name>/…`), tagged with the project,
+//!   deployment, release and kind.
+//! - Restore: the snapshot is restored into a staging directory on this host, checked, then
+//!   streamed as tar into new volumes (the next generation, see
+//!   `orchestrator::volume_name`); only when they are complete are the instances stopped,
+//!   switched to them and started. A failure before the switch removes the new volumes and
+//!   leaves the live data as it was.
+
+pub mod pipe;
+pub mod repo;
+pub mod tar_source;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc, Mutex},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::{
+    jobs::Progress,
+    orchestrator::{volume_name, Orchestrator},
+    runtime::{Engine, RuntimeError, VolumeHelper},
+    secrets::{random_hex, SecretBox},
+    store::{
+        BackupOutcome, BackupRecord, BackupRepositoryRecord, DeploymentRecord, JobRecord,
+        RestoreRecord, Store, StoreError,
+    },
+};
+use pipe::{ChannelWriter, StreamReader};
+use tar_source::SourceStats;
+
+/// Where the helper container mounts the volumes, and the archive's root entry.
+const HELPER_ROOT: &str = "/berth-volumes";
+const TAR_ROOT: &str = "berth-volumes";
+/// The label that marks Berth's helper containers (never the installation label, so the
+/// reconciler leaves them alone).
+pub const HELPER_LABEL: &str = "berth.helper";
+
+/// Errors of backups and restores; the text is what people read.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The repository cannot be opened, read or written.
+    #[error("backup repository: {0}")]
+    Repository(String),
+    /// The volumes could not be read completely (the engine's stream failed, or an entry
+    /// cannot be backed up).
+    #[error("reading the volumes failed: {0}")]
+    Source(String),
+    /// A snapshot's entries would be written outside the restore's target.
+    #[error("the snapshot is refused: {0}")]
+    Unsafe(String),
+    #[error("{0}")]
+    Engine(#[from] RuntimeError),
+    #[error("store error: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<crate::orchestrator::DeployError> for BackupError {
+    fn from(e: crate::orchestrator::DeployError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+/// Where repositories and staging directories live.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// Local repositories are made under it, one directory per project.
+    pub repository_root: PathBuf,
+    /// Restores are staged, and large files of a backup wait, under it.
+    pub staging_root: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    backup_id: Option<String>,
+    restore_id: Option<String>,
+}
+
+/// Runs backup and restore jobs.
+pub struct BackupRunner {
+    store: Store,
+    secrets: SecretBox,
+    orchestrator: Arc<Orchestrator>,
+    settings: BackupSettings,
+    /// One repository operation at a time per project.
+    project_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl crate::jobs::JobHandler for BackupRunner {
+    fn run<'a>(
+        &'a self,
+        job: &'a JobRecord,
+        progress: &'a Progress,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let payload: Payload = serde_json::from_str(&job.payload)
+                .map_err(|e| format!("unreadable job payload: {e}"))?;
+            match (job.kind.as_str(), payload.backup_id, payload.restore_id) {
+                ("backup", Some(id), _) => self.run_backup(&id, progress).await,
+                ("restore", _, Some(id)) => self.run_restore(&id, progress).await,
+                (kind, _, _) => Err(format!("job kind '{kind}' lacks its backup or restore")),
+            }
+        })
+    }
+}
+
+/// A repository's location and password, opened.
+struct RepositoryAccess {
+    location: PathBuf,
+    password: String,
+}
+
+impl BackupRunner {
+    pub fn new(
+        store: Store,
+        secrets: SecretBox,
+        orchestrator: Arc<Orchestrator>,
+        settings: BackupSettings,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            orchestrator,
+            settings,
+            project_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn project_lock(&self, project_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.project_locks
+            .lock()
+            .expect("project locks")
+            .entry(project_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The project's repository record, made (with a new random password) on first use.
+    ///
+    /// # Errors
+    /// `Store` when it cannot be read or written.
+    pub async fn repository_record(
+        &self,
+        project_id: &str,
+    ) -> Result<BackupRepositoryRecord, BackupError> {
+        if let Some(r) = self.store.backups().repository(project_id).await? {
+            return Ok(r);
+        }
+        let record = BackupRepositoryRecord {
+            project_id: project_id.to_owned(),
+            kind: "local".into(),
+            location: self
+                .settings
+                .repository_root
+                .join(project_id)
+                .to_string_lossy()
+                .into_owned(),
+            password: self.secrets.seal(&random_hex(32)),
+            created_at_ms: crate::store::now_ms(),
+        };
+        Ok(self.store.backups().ensure_repository(&record).await?)
+    }
+
+    async fn access(&self, project_id: &str) -> Result<RepositoryAccess, BackupError> {
+        let record = self.repository_record(project_id).await?;
+        let password = self.secrets.open(&record.password).map_err(|e| {
+            BackupError::Repository(format!("the repository password cannot be read: {e}"))
+        })?;
+        Ok(RepositoryAccess {
+            location: PathBuf::from(record.location),
+            password,
+        })
+    }
+
+    /// The node whose volumes are read or written: where the deployment runs (its first
+    /// instance), else the local node.
+    async fn volume_node(
+        &self,
+        deployment: &DeploymentRecord,
+    ) -> Result<(String, Arc<Engine>), BackupError> {
+        let locations = self
+            .store
+            .locations()
+            .for_deployment(&deployment.id)
+            .await?;
+        let node_id = locations
+            .iter()
+            .min_by_key(|l| l.slot)
+            .map_or_else(|| "local".to_owned(), |l| l.node_id.clone());
+        let engine = self.orchestrator.engine(&node_id)?;
+        Ok((node_id, engine))
+    }
+
+    fn helper_labels(&self, project_id: &str) -> HashMap<String, String> {
+        let mut labels = self.orchestrator.extra_labels();
+        labels.insert(HELPER_LABEL.into(), "volumes".into());
+        labels.insert(
+            crate::orchestrator::labels::PROJECT.into(),
+            project_id.to_owned(),
+        );
+        labels
+    }
+
+    /// Runs the backup `id` to its end and records the outcome; a finished one is left as
+    /// it is (a job run again after a crash).
+    ///
+    /// # Errors
+    /// Why it failed, as recorded on the backup.
+    pub async fn run_backup(&self, id: &str, progress: &Progress) -> Result<(), String> {
+        let Some(backup) = self
+            .store
+            .backups()
+            .backup(id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Err("the backup no longer exists".into());
+        };
+        if backup.status == "succeeded" {
+            return Ok(());
+        }
+        let lock = self.project_lock(&backup.project_id);
+        let _turn = lock.lock().await;
+        let outcome = match self.take_backup(&backup, progress).await {
+            Ok(summary) => BackupOutcome::Succeeded {
+                snapshot_id: summary.snapshot_id,
+                files: summary.files as i64,
+                bytes_total: summary.bytes_total as i64,
+                bytes_added: summary.bytes_added as i64,
+            },
+            Err(e) => BackupOutcome::Failed(e.to_string()),
+        };
+        self.store
+            .backups()
+            .finish_backup(id, &outcome)
+            .await
+            .map_err(|e| e.to_string())?;
+        match outcome {
+            BackupOutcome::Succeeded { .. } => Ok(()),
+            BackupOutcome::Failed(why) => Err(why),
+        }
+    }
+
+    async fn take_backup(
+        &self,
+        backup: &BackupRecord,
+        progress: &Progress,
+    ) -> Result<repo::BackupSummary, BackupError> {
+        let deployment = self
+            .store
+            .deployments()
+            .by_id(&backup.deployment_id)
+            .await?
+            .ok_or_else(|| BackupError::Invalid("the deployment no longer exists".into()))?;
+        let (release, spec) = self.orchestrator.current_release(&deployment).await?;
+        let mounts = self.orchestrator.volume_mounts(&deployment, &spec).await?;
+        if mounts.is_empty() {
+            return Err(BackupError::Invalid(
+                "the deployment has no named volumes to back up".into(),
+            ));
+        }
+        let names: Vec<String> = spec.volumes.iter().map(|v| v.name.clone()).collect();
+        let (node_id, engine) = self.volume_node(&deployment).await?;
+        self.store
+            .backups()
+            .start_backup(
+                &backup.id,
+                &node_id,
+                &serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()),
+            )
+            .await?;
+        progress
+            .begin(
+                "read volumes",
+                format!("{} on node {node_id}", names.join(", ")),
+            )
+            .await;
+        let helper = VolumeHelper {
+            name: format!("berth-backup-{}", backup.id),
+            image: release.image_digest.clone().unwrap_or(spec.image.clone()),
+            volumes: names
+                .iter()
+                .zip(&mounts)
+                .map(|(name, (volume, _))| (volume.clone(), format!("{HELPER_ROOT}/{name}")))
+                .collect(),
+            read_only: true,
+            labels: self.helper_labels(&deployment.project_id),
+        };
+        let access = self.access(&deployment.project_id).await?;
+        let spill_dir = self
+            .settings
+            .staging_root
+            .join(format!("backup-{}", backup.id));
+        let result = async {
+            std::fs::create_dir_all(&spill_dir).map_err(|e| {
+                BackupError::Invalid(format!("cannot create {}: {e}", spill_dir.display()))
+            })?;
+            let container = engine.create_volume_helper(&helper).await?;
+            let reader = StreamReader::spawn(engine.download_archive(&container, HELPER_ROOT));
+            let tags = repo::SnapshotTags {
+                label: deployment.id.clone(),
+                tags: vec![
+                    format!("project:{}", deployment.project_id),
+                    format!("deployment:{}", deployment.id),
+                    format!("release:{}", release.id),
+                    "kind:volumes".into(),
+                ],
+            };
+            let stats: Arc<Mutex<Option<Arc<SourceStats>>>> = Arc::default();
+            let stats_slot = stats.clone();
+            let spill = spill_dir.clone();
+            let work = tokio::task::spawn_blocking(move || {
+                let repository = repo::open_or_init(&access.location, &access.password)?;
+                repo::backup_tar(repository, reader, TAR_ROOT, &spill, &tags, &|s| {
+                    *stats_slot.lock().expect("stats slot") = Some(s);
+                })
+            });
+            report_while(work, progress, || {
+                stats.lock().expect("stats slot").as_ref().map(|s| {
+                    format!(
+                        "{} files, {} read",
+                        s.files.load(Ordering::Relaxed),
+                        human_bytes(s.bytes.load(Ordering::Relaxed))
+                    )
+                })
+            })
+            .await
+        }
+        .await;
+        if let Err(e) = engine.remove_container(&helper.name).await {
+            tracing::warn!(backup.id = %backup.id, error = %e, "cannot remove the backup helper");
+        }
+        let _ = std::fs::remove_dir_all(&spill_dir);
+        let summary = result?;
+        progress
+            .note(format!(
+                "snapshot {}: {} files, {}, {} new",
+                &summary.snapshot_id[..8],
+                summary.files,
+                human_bytes(summary.bytes_total),
+                human_bytes(summary.bytes_added)
+            ))
+            .await;
+        Ok(summary)
+    }
+
+    /// Runs the restore `id` to its end and records the outcome.
+    ///
+    /// # Errors
+    /// Why it failed, as recorded on the restore.
+    pub async fn run_restore(&self, id: &str, progress: &Progress) -> Result<(), String> {
+        let Some(restore) = self
+            .store
+            .backups()
+            .restore(id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Err("the restore no longer exists".into());
+        };
+        if restore.status == "succeeded" {
+            return Ok(());
+        }
+        let lock = self.project_lock(&restore.project_id);
+        let _turn = lock.lock().await;
+        self.store
+            .backups()
+            .start_restore(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = self.restore_volumes(&restore, progress).await;
+        let recorded = match &result {
+            Ok((files, bytes)) => Ok((*files as i64, *bytes as i64)),
+            Err(e) => Err(e.to_string()),
+        };
+        self.store
+            .backups()
+            .finish_restore(id, recorded.as_ref().map(|x| *x).map_err(String::as_str))
+            .await
+            .map_err(|e| e.to_string())?;
+        result.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    async fn restore_volumes(
+        &self,
+        restore: &RestoreRecord,
+        progress: &Progress,
+    ) -> Result<(u64, u64), BackupError> {
+        let backup = self
+            .store
+            .backups()
+            .backup(&restore.backup_id)
+            .await?
+            .ok_or_else(|| BackupError::Invalid("the backup no longer exists".into()))?;
+        let snapshot_id = backup
+            .snapshot_id
+            .clone()
+            .filter(|_| backup.status == "succeeded")
+            .ok_or_else(|| BackupError::Invalid("the backup has no snapshot".into()))?;
+        let deployment = self
+            .store
+            .deployments()
+            .by_id(&restore.deployment_id)
+            .await?
+            .ok_or_else(|| BackupError::Invalid("the deployment no longer exists".into()))?;
+        let names: Vec<String> = serde_json::from_str(&backup.volumes)
+            .map_err(|e| BackupError::Invalid(format!("unreadable volume list: {e}")))?;
+        let generations: HashMap<String, i64> = self
+            .store
+            .deployments()
+            .volume_generations(&deployment.id)
+            .await?
+            .into_iter()
+            .collect();
+        let mut switch = Vec::new();
+        for name in &names {
+            let current = generations.get(name).ok_or_else(|| {
+                BackupError::Invalid(format!(
+                    "the deployment has no volume '{name}' (the backup holds {})",
+                    names.join(", ")
+                ))
+            })?;
+            switch.push((name.clone(), *current, current + 1));
+        }
+
+        progress
+            .begin(
+                "restore snapshot",
+                format!("snapshot {}", &snapshot_id[..8]),
+            )
+            .await;
+        let staging = self
+            .settings
+            .staging_root
+            .join(format!("restore-{}", restore.id));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|e| {
+            BackupError::Invalid(format!("cannot create {}: {e}", staging.display()))
+        })?;
+        let (node_id, engine) = self.volume_node(&deployment).await?;
+        let filled = self
+            .fill_new_volumes(
+                &deployment,
+                &snapshot_id,
+                &staging,
+                &switch,
+                &engine,
+                &restore.id,
+                progress,
+            )
+            .await;
+        let _ = std::fs::remove_dir_all(&staging);
+        let counts = match filled {
+            Ok(counts) => counts,
+            Err(e) => {
+                self.remove_volumes(
+                    &engine,
+                    &deployment,
+                    switch.iter().map(|(n, _, new)| (n, *new)),
+                )
+                .await;
+                return Err(e);
+            }
+        };
+
+        let new_generations: Vec<(String, i64)> =
+            switch.iter().map(|(n, _, new)| (n.clone(), *new)).collect();
+        self.orchestrator
+            .replace_volumes(&deployment, &new_generations, progress)
+            .await?;
+        progress
+            .begin("remove old volumes", format!("on node {node_id}"))
+            .await;
+        self.remove_volumes(
+            &engine,
+            &deployment,
+            switch.iter().map(|(n, old, _)| (n, *old)),
+        )
+        .await;
+        progress.done().await;
+        Ok(counts)
+    }
+
+    /// Restores the snapshot into `staging`, then streams it into the next generation of
+    /// each volume. Returns (files, bytes) restored.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill_new_volumes(
+        &self,
+        deployment: &DeploymentRecord,
+        snapshot_id: &str,
+        staging: &std::path::Path,
+        switch: &[(String, i64, i64)],
+        engine: &Engine,
+        restore_id: &str,
+        progress: &Progress,
+    ) -> Result<(u64, u64), BackupError> {
+        let access = self.access(&deployment.project_id).await?;
+        let (snap, dest) = (snapshot_id.to_owned(), staging.to_owned());
+        let counts = tokio::task::spawn_blocking(move || {
+            let repository = repo::open_or_init(&access.location, &access.password)?;
+            repo::restore_to(repository, &snap, &dest)
+        })
+        .await
+        .map_err(|e| BackupError::Invalid(format!("the restore task failed: {e}")))??;
+        for (name, _, _) in switch {
+            if !staging.join(name).is_dir() {
+                return Err(BackupError::Invalid(format!(
+                    "the snapshot has no volume '{name}'"
+                )));
+            }
+        }
+
+        progress
+            .begin(
+                "fill new volumes",
+                format!("{} files, {}", counts.0, human_bytes(counts.1)),
+            )
+            .await;
+        let (release, spec) = self.orchestrator.current_release(deployment).await?;
+        let labels = self.orchestrator.project_labels(&deployment.project_id);
+        let mut helper_volumes = Vec::new();
+        for (name, _, new) in switch {
+            let volume = volume_name(&deployment.project_id, name, *new);
+            // A run interrupted before may have left it half-filled.
+            engine.remove_volume(&volume).await?;
+            engine.ensure_volume(&volume, &labels).await?;
+            helper_volumes.push((volume, format!("{HELPER_ROOT}/{name}")));
+        }
+        let helper = VolumeHelper {
+            name: format!("berth-restore-{restore_id}"),
+            image: release.image_digest.clone().unwrap_or(spec.image.clone()),
+            volumes: helper_volumes,
+            read_only: false,
+            labels: self.helper_labels(&deployment.project_id),
+        };
+        let result = async {
+            let container = engine.create_volume_helper(&helper).await?;
+            let (writer, stream) = ChannelWriter::new();
+            let names: Vec<String> = switch.iter().map(|(n, _, _)| n.clone()).collect();
+            let root = staging.to_owned();
+            let tar = tokio::task::spawn_blocking(move || write_tar(writer, &root, &names));
+            let uploaded = engine.upload_archive(&container, HELPER_ROOT, stream).await;
+            let written = tar
+                .await
+                .map_err(|e| BackupError::Invalid(format!("the archive task failed: {e}")))?;
+            written?;
+            uploaded?;
+            Ok::<_, BackupError>(())
+        }
+        .await;
+        if let Err(e) = engine.remove_container(&helper.name).await {
+            tracing::warn!(restore.id = %restore_id, error = %e, "cannot remove the restore helper");
+        }
+        result?;
+        Ok(counts)
+    }
+
+    async fn remove_volumes<'a>(
+        &self,
+        engine: &Engine,
+        deployment: &DeploymentRecord,
+        volumes: impl Iterator<Item = (&'a String, i64)>,
+    ) {
+        for (name, generation) in volumes {
+            let volume = volume_name(&deployment.project_id, name, generation);
+            if let Err(e) = engine.remove_volume(&volume).await {
+                tracing::warn!(volume = %volume, error = %e, "cannot remove a volume");
+            }
+        }
+    }
+}
+
+/// Writes `root/<name>` for each name as one tar stream (entries `<name>/…`, with owners,
+/// modes and times; symlinks stored as links, never followed).
+fn write_tar(
+    writer: ChannelWriter,
+    root: &std::path::Path,
+    names: &[String],
+) -> Result<(), BackupError> {
+    let mut builder = tar::Builder::new(writer);
+    builder.mode(tar::HeaderMode::Complete);
+    builder.follow_symlinks(false);
+    let mut result = Ok(());
+    for name in names {
+        if let Err(e) = builder.append_dir_all(name, root.join(name)) {
+            result = Err(format!("cannot archive the restored '{name}': {e}"));
+            break;
+        }
+    }
+    if result.is_ok() {
+        result = builder
+            .finish()
+            .map_err(|e| format!("cannot finish the archive: {e}"));
+    }
+    match (result, builder.into_inner()) {
+        (Ok(()), Ok(mut writer)) => {
+            use std::io::Write;
+            writer
+                .flush()
+                .map_err(|e| BackupError::Invalid(format!("the upload stopped: {e}")))
+        }
+        (Err(why), Ok(writer)) => {
+            writer.fail(why.clone());
+            Err(BackupError::Invalid(why))
+        }
+        (_, Err(e)) => Err(BackupError::Invalid(format!("the upload stopped: {e}"))),
+    }
+}
+
+/// Waits for `work`, noting `status()` on the job every second meanwhile.
+async fn report_while<T>(
+    work: tokio::task::JoinHandle<Result<T, BackupError>>,
+    progress: &Progress,
+    status: impl Fn() -> Option<String>,
+) -> Result<T, BackupError> {
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            done = &mut work => {
+                return done.map_err(|e| BackupError::Invalid(format!("the backup task failed: {e}")))?;
+            }
+            _ = tick.tick() => {
+                if let Some(text) = status() {
+                    progress.note(text).await;
+                }
+            }
+        }
+    }
+}
+
+/// `bytes` in binary units with one decimal (`1.5 MiB`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

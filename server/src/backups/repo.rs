@@ -1,0 +1,221 @@
+//! Restic-format repositories through rustic_core (blocking calls: run them off the async
+//! threads). The format is restic's (<https://restic.readthedocs.io/en/stable/100_references.html#design>),
+//! so stock `restic` reads what Berth writes: the exit path for users.
+
+use std::{
+    collections::HashSet,
+    io::Read,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+};
+
+use rustic_backend::LocalBackend;
+use rustic_core::{
+    repofile::{Node, SnapshotFile},
+    BackupOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination, LsOptions, OpenStatus,
+    Repository, RepositoryBackends, RepositoryOptions, RestoreOptions, SnapshotOptions,
+};
+
+use super::{
+    tar_source::{SourceStats, TarSource},
+    BackupError,
+};
+
+/// Where a snapshot keeps the volumes: `/volumes/<volume name>/…`.
+pub const SNAPSHOT_ROOT: &str = "/volumes";
+
+/// What a finished backup reports (restic's summary fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSummary {
+    /// The snapshot id, 64 hex digits.
+    pub snapshot_id: String,
+    /// Files in the snapshot as restic counts them: every entry that is not a directory.
+    pub files: u64,
+    /// Bytes of the regular files.
+    pub bytes_total: u64,
+    /// Bytes of new data the repository stored for it (before compression).
+    pub bytes_added: u64,
+}
+
+/// The tags and grouping of a new snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotTags {
+    /// Snapshots of one deployment form one group (rustic's `label`), so each backup's
+    /// parent is the deployment's previous one.
+    pub label: String,
+    /// `key:value` tags (project, deployment, release, kind).
+    pub tags: Vec<String>,
+}
+
+fn rustic(e: impl std::fmt::Display) -> BackupError {
+    BackupError::Repository(e.to_string())
+}
+
+/// Opens the repository in `location`, creating it (and the directory) on first use.
+///
+/// # Errors
+/// `Repository` when the directory cannot be used, the password does not open it (a wrong
+/// key), or the files are not a repository.
+pub fn open_or_init(
+    location: &Path,
+    password: &str,
+) -> Result<Repository<OpenStatus>, BackupError> {
+    let backend = LocalBackend::new(location.to_string_lossy(), []).map_err(rustic)?;
+    let backends = RepositoryBackends::new(Arc::new(backend), None);
+    // No local cache: the repository is on this host already.
+    let options = RepositoryOptions::default().no_cache(true);
+    let repo = Repository::new(&options, &backends).map_err(rustic)?;
+    let credentials = Credentials::password(password);
+    if repo.config_id().map_err(rustic)?.is_some() {
+        repo.open(&credentials).map_err(rustic)
+    } else {
+        std::fs::create_dir_all(location).map_err(|e| {
+            BackupError::Repository(format!("cannot create {}: {e}", location.display()))
+        })?;
+        repo.init(
+            &credentials,
+            &KeyOptions::default(),
+            &ConfigOptions::default(),
+        )
+        .map_err(rustic)
+    }
+}
+
+/// Backs up the tar stream `reader` (entries under `tar_root`) as one snapshot whose tree
+/// holds them under [`SNAPSHOT_ROOT`]. Files over 1 MiB wait in unnamed temporary files in
+/// `spill_dir` while they are archived.
+///
+/// # Errors
+/// `Source` when the stream failed or held an entry Berth refuses (the snapshot is deleted
+/// again, so no incomplete snapshot is ever listed); `Repository` when writing failed.
+pub fn backup_tar<R: Read + Send + 'static>(
+    repo: Repository<OpenStatus>,
+    reader: R,
+    tar_root: &str,
+    spill_dir: &Path,
+    tags: &SnapshotTags,
+    stats_out: &dyn Fn(Arc<SourceStats>),
+) -> Result<BackupSummary, BackupError> {
+    let repo = repo.to_indexed_ids().map_err(rustic)?;
+    let mut snapshot_options = SnapshotOptions::default()
+        .host(Some("berth".to_owned()))
+        .label(tags.label.clone());
+    for tag in &tags.tags {
+        snapshot_options = snapshot_options.add_tags(tag).map_err(rustic)?;
+    }
+    let snap = snapshot_options.to_snapshot().map_err(rustic)?;
+    let source = TarSource::new(reader, tar_root, Path::new(SNAPSHOT_ROOT), spill_dir);
+    stats_out(source.stats.clone());
+    let stats = source.stats.clone();
+    let snap = repo
+        .archive(
+            &BackupOptions::default(),
+            &source,
+            snap,
+            &[PathBuf::from(SNAPSHOT_ROOT)],
+        )
+        .map_err(rustic)?;
+    if let Some(why) = stats.failure() {
+        if let Err(e) = repo.delete_snapshots(&[snap.id]) {
+            tracing::error!(snapshot.id = %snap.id, error = %e, "cannot delete an incomplete snapshot");
+        }
+        return Err(BackupError::Source(why));
+    }
+    let summary = snap.summary.clone().unwrap_or_default();
+    Ok(BackupSummary {
+        snapshot_id: snap.id.to_hex().to_string(),
+        files: summary.total_files_processed,
+        bytes_total: summary.total_bytes_processed,
+        bytes_added: summary.data_added,
+    })
+}
+
+/// Checks the entries of a snapshot before anything of it is written: every path must be
+/// plain and relative (no `..`, no root), no name may repeat, and nothing may lie below a
+/// symlink (which a malformed tree could use to write outside the target).
+///
+/// # Errors
+/// `Unsafe` naming the first entry that breaks a rule.
+pub fn check_restore_entries(entries: &[(PathBuf, Node)]) -> Result<(), BackupError> {
+    let mut seen = HashSet::new();
+    let mut symlinks: Vec<&Path> = Vec::new();
+    for (path, node) in entries {
+        if path.as_os_str().is_empty()
+            || !path.components().all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(BackupError::Unsafe(format!(
+                "the snapshot has an entry whose path is not plain: {}",
+                path.display()
+            )));
+        }
+        if !seen.insert(path.clone()) {
+            return Err(BackupError::Unsafe(format!(
+                "the snapshot lists {} twice",
+                path.display()
+            )));
+        }
+        if let Some(link) = symlinks.iter().find(|l| path.starts_with(l)) {
+            return Err(BackupError::Unsafe(format!(
+                "the snapshot has {} below the symlink {}",
+                path.display(),
+                link.display()
+            )));
+        }
+        if node.is_symlink() {
+            symlinks.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Restores the snapshot's [`SNAPSHOT_ROOT`] into the empty directory `dest` (so volume
+/// `data` lands in `dest/data`), with owners, modes and times. Returns (files as restic
+/// counts them, bytes of the regular files).
+///
+/// # Errors
+/// `Repository` when the snapshot does not exist or cannot be read (missing or corrupt pack
+/// files); `Unsafe` when its entries break [`check_restore_entries`]'s rules.
+pub fn restore_to(
+    repo: Repository<OpenStatus>,
+    snapshot_id: &str,
+    dest: &Path,
+) -> Result<(u64, u64), BackupError> {
+    let repo = repo.to_indexed().map_err(rustic)?;
+    let root = repo
+        .node_from_snapshot_path(&format!("{snapshot_id}:{SNAPSHOT_ROOT}"), |_| true)
+        .map_err(rustic)?;
+    let entries: Vec<(PathBuf, Node)> = repo
+        .ls(&root, &LsOptions::default().recursive(true))
+        .map_err(rustic)?
+        .collect::<Result<_, _>>()
+        .map_err(rustic)?;
+    check_restore_entries(&entries)?;
+    let files = entries.iter().filter(|(_, n)| !n.is_dir()).count() as u64;
+    let bytes = entries
+        .iter()
+        .filter(|(_, n)| n.is_file())
+        .map(|(_, n)| n.meta.size)
+        .sum();
+    let dest_text = format!("{}/", dest.display());
+    let destination = LocalDestination::new(&dest_text, true, false).map_err(rustic)?;
+    let options = RestoreOptions::default();
+    let plan = repo
+        .prepare_restore(
+            &options,
+            entries.clone().into_iter().map(Ok),
+            &destination,
+            false,
+        )
+        .map_err(rustic)?;
+    repo.restore(plan, &options, entries.into_iter().map(Ok), &destination)
+        .map_err(rustic)?;
+    Ok((files, bytes))
+}
+
+/// The snapshots in the repository (for checks and the listing of what restic sees).
+///
+/// # Errors
+/// `Repository` when the snapshot files cannot be read.
+pub fn snapshots(repo: &Repository<OpenStatus>) -> Result<Vec<SnapshotFile>, BackupError> {
+    repo.get_all_snapshots().map_err(rustic)
+}

@@ -1,0 +1,163 @@
+//! `/api/v1/deployments/{id}/backups`, `/api/v1/backups/{id}`, `/api/v1/backups/{id}/restore`,
+//! `/api/v1/deployments/{id}/restores`, `/api/v1/restores/{id}`,
+//! `/api/v1/projects/{id}/backup-repository`.
+
+use app::model::*;
+use app::services::RequestContext;
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Extension, Json,
+};
+
+use super::{fail, RestResult};
+use crate::http::AppState;
+
+/// Queues a backup of the deployment's named volumes (202; follow it by its id or job).
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/backups", tag = "backups",
+    params(("id" = String, Path, description = "deployment id")),
+    responses((status = 202, body = BackupView), (status = 400, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<(StatusCode, Json<BackupView>)> {
+    let b = state
+        .services
+        .backups
+        .create_backup(&ctx, &DeploymentId(id))
+        .await
+        .map_err(fail(&ctx))?;
+    Ok((StatusCode::ACCEPTED, Json(b)))
+}
+
+/// The deployment's backups, newest first (at most 100).
+#[utoipa::path(get, path = "/api/v1/deployments/{id}/backups", tag = "backups",
+    params(("id" = String, Path, description = "deployment id")),
+    responses((status = 200, body = [BackupView]), (status = 404, body = ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<Json<Vec<BackupView>>> {
+    state
+        .services
+        .backups
+        .list_backups(&ctx, &DeploymentId(id))
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// One backup.
+#[utoipa::path(get, path = "/api/v1/backups/{id}", tag = "backups",
+    params(("id" = String, Path, description = "backup id")),
+    responses((status = 200, body = BackupView), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<Json<BackupView>> {
+    state
+        .services
+        .backups
+        .get_backup(&ctx, &BackupId(id))
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// Queues a restore of the backup into its deployment (202): the volumes are filled anew,
+/// then switched while the deployment is stopped; the old contents stay live until then.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/restore", tag = "backups",
+    params(("id" = String, Path, description = "backup id")),
+    responses((status = 202, body = RestoreView), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope)))]
+pub async fn restore(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<(StatusCode, Json<RestoreView>)> {
+    let r = state
+        .services
+        .backups
+        .restore_backup(&ctx, &BackupId(id))
+        .await
+        .map_err(fail(&ctx))?;
+    Ok((StatusCode::ACCEPTED, Json(r)))
+}
+
+/// The deployment's restores, newest first (at most 100).
+#[utoipa::path(get, path = "/api/v1/deployments/{id}/restores", tag = "backups",
+    params(("id" = String, Path, description = "deployment id")),
+    responses((status = 200, body = [RestoreView]), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_restores(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<Json<Vec<RestoreView>>> {
+    state
+        .services
+        .backups
+        .list_restores(&ctx, &DeploymentId(id))
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// One restore.
+#[utoipa::path(get, path = "/api/v1/restores/{id}", tag = "backups",
+    params(("id" = String, Path, description = "restore id")),
+    responses((status = 200, body = RestoreView), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_restore(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<Json<RestoreView>> {
+    state
+        .services
+        .backups
+        .get_restore(&ctx, &RestoreId(id))
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// The project's backup repository (without its password).
+#[utoipa::path(get, path = "/api/v1/projects/{id}/backup-repository", tag = "backups",
+    params(("id" = String, Path, description = "project id")),
+    responses((status = 200, body = BackupRepositoryView), (status = 404, body = ErrorEnvelope)))]
+pub async fn repository(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<Json<BackupRepositoryView>> {
+    state
+        .services
+        .backups
+        .backup_repository(&ctx, &ProjectId(id), false)
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// The repository with its password, for stock `restic` (`RESTIC_PASSWORD`): project owners
+/// and admins only, recorded in the audit log.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/backup-repository/reveal", tag = "backups",
+    params(("id" = String, Path, description = "project id")),
+    responses((status = 200, body = BackupRepositoryView), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope)))]
+pub async fn reveal(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<Json<BackupRepositoryView>> {
+    state
+        .services
+        .backups
+        .backup_repository(&ctx, &ProjectId(id), true)
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}

@@ -1,0 +1,383 @@
+//! `BackupService`: backups of deployments' volumes and restores, with the same authorization
+//! as deployments (the caller must see the deployment's project); revealing the repository
+//! password takes a project owner or an admin. Backups and restores run as jobs
+//! (`backups::BackupRunner`).
+
+use std::sync::Arc;
+
+use app::{
+    model::*,
+    services::{BackupService, RequestContext},
+};
+use async_trait::async_trait;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::{audit, deployments::visible_deployment, internal, projects::project_access};
+use crate::{
+    backups::BackupRunner,
+    secrets::SecretBox,
+    store::{BackupRecord, DeploymentRecord, NewJob, RestoreRecord, Store},
+};
+
+/// How many backups or restores a listing shows.
+const LIST_LIMIT: i64 = 100;
+
+/// The backup service.
+pub struct BackupsService {
+    store: Store,
+    secrets: SecretBox,
+    runner: Arc<BackupRunner>,
+    wake_workers: Arc<Notify>,
+}
+
+fn backup_not_found() -> ApiError {
+    ApiError::not_found(
+        "backup_not_found",
+        "No backup with this id is visible to you.",
+    )
+}
+
+fn restore_not_found() -> ApiError {
+    ApiError::not_found(
+        "restore_not_found",
+        "No restore with this id is visible to you.",
+    )
+}
+
+/// The API view of a backup row.
+pub fn backup_view(b: BackupRecord) -> BackupView {
+    BackupView {
+        id: BackupId(b.id),
+        deployment_id: DeploymentId(b.deployment_id),
+        deployment_name: b.deployment_name,
+        release_id: b.release_id.map(ReleaseId),
+        kind: b.kind,
+        trigger: b.trigger_kind,
+        status: BackupStatus::parse(&b.status),
+        volumes: serde_json::from_str(&b.volumes).unwrap_or_default(),
+        snapshot_id: b.snapshot_id,
+        files: b.files,
+        bytes_total: b.bytes_total,
+        bytes_added: b.bytes_added,
+        failure: b.failure,
+        job_id: b.job_id.map(JobId),
+        created_at_ms: b.created_at_ms,
+        started_at_ms: b.started_at_ms,
+        finished_at_ms: b.finished_at_ms,
+    }
+}
+
+/// The API view of a restore row.
+pub fn restore_view(r: RestoreRecord) -> RestoreView {
+    RestoreView {
+        id: RestoreId(r.id),
+        deployment_id: DeploymentId(r.deployment_id),
+        backup_id: BackupId(r.backup_id),
+        status: BackupStatus::parse(&r.status),
+        files: r.files,
+        bytes_total: r.bytes_total,
+        failure: r.failure,
+        job_id: r.job_id.map(JobId),
+        created_at_ms: r.created_at_ms,
+        started_at_ms: r.started_at_ms,
+        finished_at_ms: r.finished_at_ms,
+    }
+}
+
+fn refuse_deleting(d: &DeploymentRecord) -> Result<(), ApiError> {
+    if d.status == DeploymentStatus::Deleting.as_str() {
+        return Err(ApiError::new(
+            409,
+            "deployment_deleting",
+            "The deployment is being deleted.",
+        ));
+    }
+    Ok(())
+}
+
+impl BackupsService {
+    pub fn new(
+        store: Store,
+        secrets: SecretBox,
+        runner: Arc<BackupRunner>,
+        wake_workers: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            runner,
+            wake_workers,
+        }
+    }
+
+    /// The backup, when the caller may see its project (404 otherwise, so ids cannot be
+    /// probed). A backup outlives its deployment, so this goes by the project.
+    async fn visible_backup(
+        &self,
+        ctx: &RequestContext,
+        id: &BackupId,
+    ) -> Result<BackupRecord, ApiError> {
+        ctx.user()?;
+        let b = self
+            .store
+            .backups()
+            .backup(&id.0)
+            .await
+            .map_err(internal("load backup"))?
+            .ok_or_else(backup_not_found)?;
+        project_access(&self.store, ctx, &ProjectId(b.project_id.clone()))
+            .await
+            .map_err(|e| {
+                if e.status == 404 {
+                    backup_not_found()
+                } else {
+                    e
+                }
+            })?;
+        Ok(b)
+    }
+}
+
+#[async_trait]
+impl BackupService for BackupsService {
+    async fn create_backup(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<BackupView, ApiError> {
+        let d = visible_deployment(&self.store, ctx, deployment).await?;
+        refuse_deleting(&d)?;
+        let volumes = self
+            .store
+            .deployments()
+            .volumes(&d.id)
+            .await
+            .map_err(internal("load volumes"))?;
+        if volumes.is_empty() {
+            return Err(ApiError::new(
+                400,
+                "no_volumes",
+                "This deployment has no named volumes to back up. Add a volume to its spec first.",
+            ));
+        }
+        let caller = ctx.caller.as_ref().map(|u| u.id.0.clone());
+        let record = BackupRecord {
+            id: String::new(),
+            project_id: d.project_id.clone(),
+            deployment_id: d.id.clone(),
+            deployment_name: d.name.clone(),
+            release_id: d.current_release_id.clone(),
+            kind: "volumes".into(),
+            trigger_kind: "manual".into(),
+            status: "queued".into(),
+            volumes: serde_json::to_string(&volumes).map_err(|_| ApiError::internal())?,
+            node_id: None,
+            snapshot_id: None,
+            files: 0,
+            bytes_total: 0,
+            bytes_added: 0,
+            failure: String::new(),
+            job_id: None,
+            created_by: caller.clone(),
+            created_at_ms: 0,
+            started_at_ms: None,
+            finished_at_ms: None,
+        };
+        let backup = self
+            .store
+            .backups()
+            .queue_backup(
+                &record,
+                NewJob {
+                    kind: "backup".into(),
+                    project_id: Some(d.project_id.clone()),
+                    deployment_id: Some(d.id.clone()),
+                    payload: json!({"backup_id": "{backup_id}"}).to_string(),
+                    created_by: caller,
+                },
+            )
+            .await
+            .map_err(internal("queue backup"))?;
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "deployment.backup",
+            format!("deployment:{}", d.id),
+            json!({"backup": backup.id, "volumes": volumes}),
+        )
+        .await?;
+        self.wake_workers.notify_waiters();
+        Ok(backup_view(backup))
+    }
+
+    async fn list_backups(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<Vec<BackupView>, ApiError> {
+        let d = visible_deployment(&self.store, ctx, deployment).await?;
+        Ok(self
+            .store
+            .backups()
+            .backups_for_deployment(&d.id, LIST_LIMIT)
+            .await
+            .map_err(internal("list backups"))?
+            .into_iter()
+            .map(backup_view)
+            .collect())
+    }
+
+    async fn get_backup(
+        &self,
+        ctx: &RequestContext,
+        id: &BackupId,
+    ) -> Result<BackupView, ApiError> {
+        self.visible_backup(ctx, id).await.map(backup_view)
+    }
+
+    async fn restore_backup(
+        &self,
+        ctx: &RequestContext,
+        id: &BackupId,
+    ) -> Result<RestoreView, ApiError> {
+        let b = self.visible_backup(ctx, id).await?;
+        if b.status != "succeeded" || b.snapshot_id.is_none() {
+            return Err(ApiError::new(
+                409,
+                "backup_not_restorable",
+                "Only a backup that succeeded can be restored.",
+            ));
+        }
+        let d = visible_deployment(&self.store, ctx, &DeploymentId(b.deployment_id.clone()))
+            .await
+            .map_err(|e| {
+                if e.status == 404 {
+                    ApiError::new(
+                        409,
+                        "deployment_gone",
+                        "The backup's deployment no longer exists.",
+                    )
+                } else {
+                    e
+                }
+            })?;
+        refuse_deleting(&d)?;
+        let caller = ctx.caller.as_ref().map(|u| u.id.0.clone());
+        let restore = self
+            .store
+            .backups()
+            .queue_restore(
+                &b,
+                &d.id,
+                caller.clone(),
+                NewJob {
+                    kind: "restore".into(),
+                    project_id: Some(d.project_id.clone()),
+                    deployment_id: Some(d.id.clone()),
+                    payload: json!({"restore_id": "{restore_id}"}).to_string(),
+                    created_by: caller,
+                },
+            )
+            .await
+            .map_err(internal("queue restore"))?;
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "deployment.restore",
+            format!("deployment:{}", d.id),
+            json!({"restore": restore.id, "backup": b.id, "snapshot": b.snapshot_id}),
+        )
+        .await?;
+        self.wake_workers.notify_waiters();
+        Ok(restore_view(restore))
+    }
+
+    async fn get_restore(
+        &self,
+        ctx: &RequestContext,
+        id: &RestoreId,
+    ) -> Result<RestoreView, ApiError> {
+        ctx.user()?;
+        let r = self
+            .store
+            .backups()
+            .restore(&id.0)
+            .await
+            .map_err(internal("load restore"))?
+            .ok_or_else(restore_not_found)?;
+        visible_deployment(&self.store, ctx, &DeploymentId(r.deployment_id.clone()))
+            .await
+            .map_err(|e| {
+                if e.status == 404 {
+                    restore_not_found()
+                } else {
+                    e
+                }
+            })?;
+        Ok(restore_view(r))
+    }
+
+    async fn list_restores(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<Vec<RestoreView>, ApiError> {
+        let d = visible_deployment(&self.store, ctx, deployment).await?;
+        Ok(self
+            .store
+            .backups()
+            .restores_for_deployment(&d.id, LIST_LIMIT)
+            .await
+            .map_err(internal("list restores"))?
+            .into_iter()
+            .map(restore_view)
+            .collect())
+    }
+
+    async fn backup_repository(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+        reveal_password: bool,
+    ) -> Result<BackupRepositoryView, ApiError> {
+        let access = project_access(&self.store, ctx, project).await?;
+        if reveal_password {
+            access.require_manage()?;
+        }
+        let record = self
+            .runner
+            .repository_record(&access.project.id)
+            .await
+            .map_err(|e| {
+                tracing::error!(project.id = %access.project.id, error = %e, "cannot make the backup repository record");
+                ApiError::internal()
+            })?;
+        let password = if reveal_password {
+            let plain = self.secrets.open(&record.password).map_err(|e| {
+                tracing::error!(project.id = %access.project.id, error = %e, "cannot open the repository password");
+                ApiError::internal()
+            })?;
+            audit(
+                &self.store,
+                ctx,
+                None,
+                "project.backup_password_revealed",
+                format!("project:{}", access.project.id),
+                json!({}),
+            )
+            .await?;
+            Some(plain)
+        } else {
+            None
+        };
+        Ok(BackupRepositoryView {
+            kind: record.kind,
+            location: record.location,
+            password,
+            created_at_ms: record.created_at_ms,
+        })
+    }
+}

@@ -1,0 +1,405 @@
+//! Backups of a deployment's named volume on the real Docker engine: files of every kind are
+//! written into the volume, backed up into the project's restic repository, damaged, and
+//! restored byte for byte (contents, sizes, modes, owners, times, symlinks); stock `restic`
+//! (Debian's package) lists, checks and restores the same repository. Refusals: a stranger,
+//! a deployment without volumes, a failed backup; a repository that lost its data fails the
+//! restore and leaves the live volume as it was.
+
+#[macro_use]
+mod common;
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::{deploy::*, *};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Fills /data in the instance: nested directories, a 3 MiB random file (over the in-memory
+/// limit, so it is spilled), an empty file and directory, odd modes and owners, a relative
+/// and an absolute symlink, a name with spaces.
+const FILL: &str = r#"B=/bin/busybox
+$B mkdir -p /data/sub/deep /data/empty
+$B printf 'first file\n' > /data/a.txt
+$B chmod 0600 /data/a.txt
+$B dd if=/dev/urandom of=/data/sub/big.bin bs=1024 count=3072 2>/dev/null
+$B printf 'deep\n' > '/data/sub/deep/name with spaces.txt'
+$B chown 1000:2000 '/data/sub/deep/name with spaces.txt'
+: > /data/sub/empty.txt
+$B chmod 0751 /data/sub
+$B ln -s a.txt /data/link
+$B ln -s /etc/passwd /data/outside
+$B touch -d '2020-01-02 03:04:05' /data/a.txt
+"#;
+
+/// One line per entry of /data: type, mode, owner, size, mtime, name, and the md5 of a file
+/// or the target of a symlink (directories and symlinks without size and times, which the
+/// file system decides).
+const MANIFEST: &str = r#"B=/bin/busybox
+cd /data && $B find . | $B sort | while read -r p; do
+  if [ -L "$p" ]; then extra="-> $($B readlink "$p")";
+  elif [ -f "$p" ]; then extra=$($B md5sum "$p" | $B cut -d' ' -f1);
+  else extra=""; fi
+  echo "$($B stat -c '%F %a %u:%g %s %Y' "$p" | $B sed 's/^directory \([0-7]* [0-9:]*\) .*/directory \1/;s/^symbolic link [0-7]* \([0-9:]*\) .*/symlink \1/') $p $extra"
+done"#;
+
+fn exec(container: &str, script: &str) -> String {
+    docker(&["exec", container, "/bin/busybox", "sh", "-c", script])
+}
+
+async fn instance(b: &Browser, id: &str) -> String {
+    let d = wait_for(b, id, "a healthy instance", |d| healthy(d).len() == 1).await;
+    healthy(&d)[0]["container_id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_until_final(b: &Browser, path: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = b.get(path).await.expect_status(StatusCode::OK).await;
+        if v["status"] == "succeeded" || v["status"] == "failed" {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never finished: {v:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn backup(b: &Browser, deployment: &str) -> Value {
+    let queued = b
+        .post_json(
+            &format!("/api/v1/deployments/{deployment}/backups"),
+            &json!({}),
+        )
+        .await
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
+    assert_eq!(queued["status"], "queued", "{queued:#}");
+    wait_until_final(
+        b,
+        &format!("/api/v1/backups/{}", queued["id"].as_str().unwrap()),
+    )
+    .await
+}
+
+async fn restore(b: &Browser, backup_id: &str) -> Value {
+    let queued = b
+        .post_json(&format!("/api/v1/backups/{backup_id}/restore"), &json!({}))
+        .await
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
+    wait_until_final(
+        b,
+        &format!("/api/v1/restores/{}", queued["id"].as_str().unwrap()),
+    )
+    .await
+}
+
+fn restic(repo: &str, password: &str, args: &[&str]) -> std::process::Output {
+    Command::new("restic")
+        .args(["--no-cache", "-r", repo])
+        .args(args)
+        .env("RESTIC_PASSWORD", password)
+        .output()
+        .expect("restic runs (Debian package restic; scripts/install-deps.sh installs it)")
+}
+
+fn md5(path: &Path) -> String {
+    let out = Command::new("md5sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn backup_and_restore(db: Db) {
+    ensure_test_image();
+    let tdb = fresh_db(db).await;
+    let app = TestApp::start(test_config(&tdb)).await;
+    let admin = app.admin_client().await;
+    let (owner, project_id) = project(&app, &admin, "owner@example.com", "shop").await;
+    let (id, job) = create(&owner, &project_id, "web", 1, greeting_spec("kept")).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let container = instance(&owner, &id).await;
+    exec(&container, FILL);
+    let original = exec(&container, MANIFEST);
+    assert!(
+        original.contains("symlink 0:0") && original.contains("-> /etc/passwd"),
+        "{original}"
+    );
+    assert!(
+        original.contains("1000:2000") && original.contains("directory 751"),
+        "{original}"
+    );
+
+    // A backup: one snapshot holding the volume, with restic's figures.
+    let first = backup(&owner, &id).await;
+    assert_eq!(first["status"], "succeeded", "{first:#}");
+    assert_eq!(first["volumes"], json!(["data"]));
+    // Files as restic counts them: the four files and the two symlinks.
+    assert_eq!(first["files"], 6, "{first:#}");
+    assert!(
+        first["bytes_total"].as_i64().unwrap() >= 3 * 1024 * 1024,
+        "{first:#}"
+    );
+    let snapshot = first["snapshot_id"].as_str().unwrap().to_owned();
+    assert_eq!(snapshot.len(), 64, "{first:#}");
+    let job = wait_job(&owner, first["job_id"].as_str().unwrap()).await;
+    let steps = job["steps"].to_string();
+    assert!(
+        steps.contains("read volumes") && steps.contains("6 files"),
+        "{job:#}"
+    );
+    // The backup helper is gone, and nothing of it ran.
+    let helpers = || {
+        docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            "label=berth.helper",
+            "--filter",
+            &format!("label=berth.project={project_id}"),
+        ])
+    };
+    assert_eq!(helpers(), "", "helper containers left");
+
+    // A second backup of unchanged data stores (almost) nothing new.
+    let second = backup(&owner, &id).await;
+    assert_eq!(second["status"], "succeeded", "{second:#}");
+    assert!(
+        second["bytes_added"].as_i64().unwrap() < 64 * 1024,
+        "unchanged data stored again: {second:#}"
+    );
+    let listed = owner
+        .get(&format!("/api/v1/deployments/{id}/backups"))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed[0]["id"], second["id"], "newest first");
+
+    // Strangers see nothing of it, and cannot restore or reveal.
+    let stranger = app.customer(&admin, "nosy@example.com").await;
+    let first_id = first["id"].as_str().unwrap();
+    for r in [
+        stranger.get(&format!("/api/v1/backups/{first_id}")).await,
+        stranger
+            .post_json(&format!("/api/v1/backups/{first_id}/restore"), &json!({}))
+            .await,
+        stranger
+            .post_json(&format!("/api/v1/deployments/{id}/backups"), &json!({}))
+            .await,
+        stranger
+            .post_json(
+                &format!("/api/v1/projects/{project_id}/backup-repository/reveal"),
+                &json!({}),
+            )
+            .await,
+    ] {
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+
+    // Damage the data, then restore the first backup.
+    exec(
+        &container,
+        "B=/bin/busybox; $B rm -rf /data/sub /data/a.txt; $B printf junk > /data/junk; $B ln -sf junk /data/link",
+    );
+    assert_ne!(exec(&container, MANIFEST), original);
+    let restored = restore(&owner, first_id).await;
+    assert_eq!(restored["status"], "succeeded", "{restored:#}");
+    assert_eq!(restored["files"], 6, "{restored:#}");
+    let after = instance(&owner, &id).await;
+    assert_ne!(
+        after, container,
+        "the instance was recreated on the new volume"
+    );
+    assert_eq!(exec(&after, MANIFEST), original, "restored byte for byte");
+    let d = detail(&owner, &id).await;
+    assert_eq!(d["deployment"]["status"], "running", "{d:#}");
+    let address = healthy(&d)[0]["address"].as_str().unwrap().to_owned();
+    assert_eq!(fetch(&address).await.as_deref(), Some("kept"));
+    // The volume was replaced by its next generation; the old one is gone.
+    let volumes = docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=berth.project={project_id}"),
+    ]);
+    assert!(
+        volumes.contains(&format!("berth-{project_id}-data-g1")),
+        "{volumes}"
+    );
+    assert!(
+        !volumes
+            .lines()
+            .any(|v| v == format!("berth-{project_id}-data")),
+        "{volumes}"
+    );
+    assert_eq!(helpers(), "", "helper containers left");
+    let restores = owner
+        .get(&format!("/api/v1/deployments/{id}/restores"))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert_eq!(restores[0]["id"], restored["id"]);
+
+    // Stock restic reads the repository: the snapshots with their tags, a full check, and
+    // a restore equal to the original files.
+    let repo = owner
+        .post_json(
+            &format!("/api/v1/projects/{project_id}/backup-repository/reveal"),
+            &json!({}),
+        )
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    let location = repo["location"].as_str().unwrap().to_owned();
+    let password = repo["password"].as_str().unwrap().to_owned();
+    let plain = owner
+        .get(&format!("/api/v1/projects/{project_id}/backup-repository"))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert!(
+        plain["password"].is_null(),
+        "the listing never holds the password"
+    );
+    let out = restic(&location, &password, &["snapshots", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snaps: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps:#}");
+    let mine = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == snapshot.as_str())
+        .unwrap_or_else(|| panic!("restic lists {snapshot}: {snaps:#}"));
+    let tags = mine["tags"].to_string();
+    assert!(
+        tags.contains(&format!("deployment:{id}")) && tags.contains("kind:volumes"),
+        "{mine:#}"
+    );
+    let out = restic(&location, &password, &["check", "--read-data"]);
+    assert!(
+        out.status.success(),
+        "restic check: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = tempfile::tempdir().unwrap();
+    let out = restic(
+        &location,
+        &password,
+        &[
+            "restore",
+            &snapshot,
+            "--target",
+            target.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = target.path().join("volumes/data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("a.txt")).unwrap(),
+        "first file\n"
+    );
+    assert_eq!(
+        std::fs::read_link(data.join("outside")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    let big_md5 = md5(&data.join("sub/big.bin"));
+    assert!(
+        original.contains(&big_md5),
+        "restic's big.bin {big_md5} in {original}"
+    );
+
+    // Refusals: a deployment without volumes, and a wrong or missing repository.
+    let mut plain_spec = greeting_spec("no volumes");
+    plain_spec["volumes"] = json!([]);
+    let (bare, _) = create(&owner, &project_id, "bare", 1, plain_spec).await;
+    let r = owner
+        .post_json(&format!("/api/v1/deployments/{bare}/backups"), &json!({}))
+        .await
+        .expect_status(StatusCode::BAD_REQUEST)
+        .await;
+    assert_eq!(r["error"]["code"], "no_volumes", "{r:#}");
+
+    // The repository loses its data: the restore fails before anything is switched, and
+    // the live volume keeps serving what it had.
+    for dir in ["data", "index"] {
+        std::fs::remove_dir_all(Path::new(&location).join(dir)).unwrap();
+        std::fs::create_dir(Path::new(&location).join(dir)).unwrap();
+    }
+    let failed = restore(&owner, first_id).await;
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert!(
+        !failed["failure"].as_str().unwrap().is_empty(),
+        "{failed:#}"
+    );
+    assert_eq!(
+        instance(&owner, &id).await,
+        after,
+        "the instance was not touched"
+    );
+    assert_eq!(
+        exec(&after, MANIFEST),
+        original,
+        "the live data is as it was"
+    );
+    let volumes = docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=berth.project={project_id}"),
+    ]);
+    assert!(
+        !volumes.contains("-data-g2"),
+        "no new volume is left behind: {volumes}"
+    );
+
+    // A repository whose config is damaged fails the backup with the reason; a failed
+    // backup cannot be restored; an unknown one is not found.
+    std::fs::write(Path::new(&location).join("config"), b"not a restic config").unwrap();
+    let broken = backup(&owner, &id).await;
+    assert_eq!(broken["status"], "failed", "{broken:#}");
+    assert!(
+        broken["failure"]
+            .as_str()
+            .unwrap()
+            .contains("backup repository"),
+        "{broken:#}"
+    );
+    let r = owner
+        .post_json(
+            &format!("/api/v1/backups/{}/restore", broken["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await
+        .expect_status(StatusCode::CONFLICT)
+        .await;
+    assert_eq!(r["error"]["code"], "backup_not_restorable", "{r:#}");
+    let unknown = owner
+        .post_json(
+            &format!("/api/v1/backups/{}/restore", "0".repeat(36)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    app.stop().await;
+}
+
+on_both_databases!(backup_and_restore);
