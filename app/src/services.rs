@@ -442,6 +442,26 @@ pub trait BackupService: Send + Sync {
         ctx: &RequestContext,
         deployment: &DeploymentId,
     ) -> Result<Vec<RestoreView>, ApiError>;
+    /// The deployment's backup schedule, if it has one.
+    async fn get_backup_schedule(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<Option<BackupScheduleView>, ApiError>;
+    /// Sets (or replaces) the deployment's backup schedule and retention. 400 on `cron` or
+    /// a `keep_*` field when it is not accepted.
+    async fn set_backup_schedule(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+        policy: BackupPolicy,
+    ) -> Result<BackupScheduleView, ApiError>;
+    /// Removes the schedule (backups taken stay). 404 `backup_schedule_not_found`.
+    async fn remove_backup_schedule(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<(), ApiError>;
     /// The project's backup repository (made on first use). With `reveal_password` (project
     /// owners and admins only; audited) the answer holds the password stock `restic` needs.
     async fn backup_repository(

@@ -273,6 +273,10 @@ impl Application {
             ));
             let monitor = Arc::new(HealthMonitor::new(orchestrator.clone()));
             tasks.push(tokio::spawn(monitor.run()));
+            tasks.push(tokio::spawn(crate::backups::schedule::run_scheduler(
+                store.clone(),
+                workers.waker(),
+            )));
             let verifier = Arc::new(DomainVerifier::new(
                 store.clone(),
                 config.base_domain.clone(),

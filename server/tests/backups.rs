@@ -8,13 +8,9 @@
 #[macro_use]
 mod common;
 
-use std::{
-    path::Path,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Command};
 
-use common::{deploy::*, *};
+use common::{backups::*, deploy::*, *};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -45,66 +41,6 @@ cd /data && $B find . | $B sort | while read -r p; do
   else extra=""; fi
   echo "$($B stat -c '%F %a %u:%g %s %Y' "$p" | $B sed 's/^directory \([0-7]* [0-9:]*\) .*/directory \1/;s/^symbolic link [0-7]* \([0-9:]*\) .*/symlink \1/') $p $extra"
 done"#;
-
-fn exec(container: &str, script: &str) -> String {
-    docker(&["exec", container, "/bin/busybox", "sh", "-c", script])
-}
-
-async fn instance(b: &Browser, id: &str) -> String {
-    let d = wait_for(b, id, "a healthy instance", |d| healthy(d).len() == 1).await;
-    healthy(&d)[0]["container_id"].as_str().unwrap().to_owned()
-}
-
-async fn wait_until_final(b: &Browser, path: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let v = b.get(path).await.expect_status(StatusCode::OK).await;
-        if v["status"] == "succeeded" || v["status"] == "failed" {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "never finished: {v:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn backup(b: &Browser, deployment: &str) -> Value {
-    let queued = b
-        .post_json(
-            &format!("/api/v1/deployments/{deployment}/backups"),
-            &json!({}),
-        )
-        .await
-        .expect_status(StatusCode::ACCEPTED)
-        .await;
-    assert_eq!(queued["status"], "queued", "{queued:#}");
-    wait_until_final(
-        b,
-        &format!("/api/v1/backups/{}", queued["id"].as_str().unwrap()),
-    )
-    .await
-}
-
-async fn restore(b: &Browser, backup_id: &str) -> Value {
-    let queued = b
-        .post_json(&format!("/api/v1/backups/{backup_id}/restore"), &json!({}))
-        .await
-        .expect_status(StatusCode::ACCEPTED)
-        .await;
-    wait_until_final(
-        b,
-        &format!("/api/v1/restores/{}", queued["id"].as_str().unwrap()),
-    )
-    .await
-}
-
-fn restic(repo: &str, password: &str, args: &[&str]) -> std::process::Output {
-    Command::new("restic")
-        .args(["--no-cache", "-r", repo])
-        .args(args)
-        .env("RESTIC_PASSWORD", password)
-        .output()
-        .expect("restic runs (Debian package restic; scripts/install-deps.sh installs it)")
-}
 
 fn md5(path: &Path) -> String {
     let out = Command::new("md5sum").arg(path).output().unwrap();

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeploymentId, JobId, ReleaseId};
+use super::{ApiError, DeploymentId, JobId, ReleaseId};
 
 id_type!(
     /// A backup's id: a UUIDv7 string.
@@ -52,7 +52,7 @@ pub struct BackupView {
     pub release_id: Option<ReleaseId>,
     /// `volumes`.
     pub kind: String,
-    /// `manual`.
+    /// `manual` or `schedule`.
     pub trigger: String,
     pub status: BackupStatus,
     /// The volumes it holds.
@@ -71,6 +71,8 @@ pub struct BackupView {
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// When retention removed its snapshot (it can no longer be restored).
+    pub removed_at_ms: Option<i64>,
 }
 
 /// One restore of a backup into a deployment.
@@ -103,4 +105,68 @@ pub struct BackupRepositoryView {
     /// Only in the answer of the explicit reveal call, never in listings.
     pub password: Option<String>,
     pub created_at_ms: i64,
+}
+
+/// A deployment's backup schedule and retention, as set by its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct BackupPolicy {
+    /// Five-field cron expression, evaluated in UTC (`0 3 * * *`: daily at 03:00); runs at
+    /// most every 15 minutes.
+    pub cron: String,
+    /// restic's forget rules: keep the newest N snapshots, and the newest of each of the last
+    /// N hours, days, weeks and months. 0 turns a rule off; all 0 keeps every snapshot.
+    /// Each 0..=1000.
+    #[serde(default)]
+    pub keep_last: u32,
+    #[serde(default)]
+    pub keep_hourly: u32,
+    #[serde(default)]
+    pub keep_daily: u32,
+    #[serde(default)]
+    pub keep_weekly: u32,
+    #[serde(default)]
+    pub keep_monthly: u32,
+}
+
+/// The most a retention rule may keep.
+pub const KEEP_MAX: u32 = 1000;
+
+impl BackupPolicy {
+    /// Checks the retention rules (the cron expression is checked by the server, which
+    /// evaluates it).
+    ///
+    /// # Errors
+    /// A 400 naming the first rule over [`KEEP_MAX`].
+    pub fn validate_retention(&self) -> Result<(), ApiError> {
+        for (field, value) in [
+            ("keep_last", self.keep_last),
+            ("keep_hourly", self.keep_hourly),
+            ("keep_daily", self.keep_daily),
+            ("keep_weekly", self.keep_weekly),
+            ("keep_monthly", self.keep_monthly),
+        ] {
+            if value > KEEP_MAX {
+                return Err(ApiError::invalid_field(
+                    field,
+                    "invalid_retention",
+                    format!("Keep at most {KEEP_MAX} snapshots by one rule."),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A deployment's backup schedule as stored, with its next run and missed runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct BackupScheduleView {
+    pub deployment_id: DeploymentId,
+    pub policy: BackupPolicy,
+    pub next_run_at_ms: i64,
+    pub last_run_at_ms: Option<i64>,
+    /// Runs that did not happen: Berth was down at the time, or the previous backup was
+    /// still going.
+    pub missed: i64,
 }

@@ -14,6 +14,7 @@
 
 pub mod pipe;
 pub mod repo;
+pub mod schedule;
 pub mod tar_source;
 
 use std::{
@@ -23,6 +24,7 @@ use std::{
     time::Duration,
 };
 
+use rustic_core::KeepOptions;
 use serde::Deserialize;
 
 use crate::{
@@ -247,8 +249,65 @@ impl BackupRunner {
             .await
             .map_err(|e| e.to_string())?;
         match outcome {
-            BackupOutcome::Succeeded { .. } => Ok(()),
+            BackupOutcome::Succeeded { .. } => {
+                self.retain(&backup, progress).await;
+                Ok(())
+            }
             BackupOutcome::Failed(why) => Err(why),
+        }
+    }
+
+    /// Applies the deployment's retention rules (its schedule's `keep_*`), if it has any. A
+    /// failure is logged and noted on the job; the backup itself stays good.
+    async fn retain(&self, backup: &BackupRecord, progress: &Progress) {
+        let schedule = match self
+            .store
+            .backup_schedules()
+            .get(&backup.deployment_id)
+            .await
+        {
+            Ok(Some(s)) if s.has_retention() => s,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(deployment.id = %backup.deployment_id, error = %e, "cannot read the backup schedule");
+                return;
+            }
+        };
+        progress.begin("retention", "").await;
+        let keep = |n: i64| i32::try_from(n).unwrap_or(i32::MAX);
+        let rules = KeepOptions::default()
+            .keep_last(keep(schedule.keep_last))
+            .keep_hourly(keep(schedule.keep_hourly))
+            .keep_daily(keep(schedule.keep_daily))
+            .keep_weekly(keep(schedule.keep_weekly))
+            .keep_monthly(keep(schedule.keep_monthly));
+        let label = backup.deployment_id.clone();
+        let result = match self.access(&backup.project_id).await {
+            Ok(access) => tokio::task::spawn_blocking(move || {
+                let repository = repo::open_or_init(&access.location, &access.password)?;
+                repo::apply_retention(repository, &label, &rules)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(BackupError::Invalid(format!(
+                    "the retention task failed: {e}"
+                )))
+            }),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(removed) => {
+                if let Err(e) = self.store.backups().mark_removed(&removed).await {
+                    tracing::warn!(error = %e, "cannot mark backups removed by retention");
+                }
+                progress
+                    .note(format!("{} older snapshot(s) removed", removed.len()))
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(deployment.id = %backup.deployment_id, error = %e, "retention failed");
+                progress.note(format!("retention failed: {e}")).await;
+            }
         }
     }
 

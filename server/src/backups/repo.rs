@@ -11,9 +11,11 @@ use std::{
 
 use rustic_backend::LocalBackend;
 use rustic_core::{
+    jiff::Zoned,
     repofile::{Node, SnapshotFile},
-    BackupOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination, LsOptions, OpenStatus,
-    Repository, RepositoryBackends, RepositoryOptions, RestoreOptions, SnapshotOptions,
+    BackupOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions, LocalDestination,
+    LsOptions, OpenStatus, PruneOptions, Repository, RepositoryBackends, RepositoryOptions,
+    RestoreOptions, SnapshotOptions,
 };
 
 use super::{
@@ -218,4 +220,36 @@ pub fn restore_to(
 /// `Repository` when the snapshot files cannot be read.
 pub fn snapshots(repo: &Repository<OpenStatus>) -> Result<Vec<SnapshotFile>, BackupError> {
     repo.get_all_snapshots().map_err(rustic)
+}
+
+/// Applies restic's forget policy `keep` to the snapshots of one group (`label`, one
+/// deployment's), deletes those it does not keep, then prunes the repository (data no
+/// snapshot uses any more is removed, partly used packs repacked as `restic prune` does).
+/// Returns the ids (64 hex digits) of the snapshots removed.
+///
+/// # Errors
+/// `Repository` when the snapshots cannot be read, deleted or pruned.
+pub fn apply_retention(
+    repo: Repository<OpenStatus>,
+    label: &str,
+    keep: &KeepOptions,
+) -> Result<Vec<String>, BackupError> {
+    let mine: Vec<SnapshotFile> = snapshots(&repo)?
+        .into_iter()
+        .filter(|s| s.label == label)
+        .collect();
+    let decisions = keep.apply(mine, &Zoned::now()).map_err(rustic)?;
+    let remove: Vec<_> = decisions
+        .iter()
+        .filter(|d| !d.keep)
+        .map(|d| d.snapshot.id)
+        .collect();
+    if remove.is_empty() {
+        return Ok(Vec::new());
+    }
+    repo.delete_snapshots(&remove).map_err(rustic)?;
+    let options = PruneOptions::default();
+    let plan = repo.prune_plan(&options).map_err(rustic)?;
+    repo.prune(&options, plan).map_err(rustic)?;
+    Ok(remove.iter().map(|id| id.to_hex().to_string()).collect())
 }

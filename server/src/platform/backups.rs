@@ -15,9 +15,9 @@ use tokio::sync::Notify;
 
 use super::{audit, deployments::visible_deployment, internal, projects::project_access};
 use crate::{
-    backups::BackupRunner,
+    backups::{schedule, BackupRunner},
     secrets::SecretBox,
-    store::{BackupRecord, DeploymentRecord, NewJob, RestoreRecord, Store},
+    store::{BackupRecord, BackupScheduleRecord, DeploymentRecord, NewJob, RestoreRecord, Store},
 };
 
 /// How many backups or restores a listing shows.
@@ -65,6 +65,26 @@ pub fn backup_view(b: BackupRecord) -> BackupView {
         created_at_ms: b.created_at_ms,
         started_at_ms: b.started_at_ms,
         finished_at_ms: b.finished_at_ms,
+        removed_at_ms: b.removed_at_ms,
+    }
+}
+
+/// The API view of a schedule row.
+pub fn schedule_view(s: BackupScheduleRecord) -> BackupScheduleView {
+    let keep = |n: i64| u32::try_from(n).unwrap_or(0);
+    BackupScheduleView {
+        deployment_id: DeploymentId(s.deployment_id),
+        policy: BackupPolicy {
+            cron: s.cron,
+            keep_last: keep(s.keep_last),
+            keep_hourly: keep(s.keep_hourly),
+            keep_daily: keep(s.keep_daily),
+            keep_weekly: keep(s.keep_weekly),
+            keep_monthly: keep(s.keep_monthly),
+        },
+        next_run_at_ms: s.next_run_at_ms,
+        last_run_at_ms: s.last_run_at_ms,
+        missed: s.missed,
     }
 }
 
@@ -183,6 +203,7 @@ impl BackupService for BackupsService {
             created_at_ms: 0,
             started_at_ms: None,
             finished_at_ms: None,
+            removed_at_ms: None,
         };
         let backup = self
             .store
@@ -243,6 +264,13 @@ impl BackupService for BackupsService {
         id: &BackupId,
     ) -> Result<RestoreView, ApiError> {
         let b = self.visible_backup(ctx, id).await?;
+        if b.removed_at_ms.is_some() {
+            return Err(ApiError::new(
+                409,
+                "backup_not_restorable",
+                "Retention removed this backup's snapshot.",
+            ));
+        }
         if b.status != "succeeded" || b.snapshot_id.is_none() {
             return Err(ApiError::new(
                 409,
@@ -335,6 +363,98 @@ impl BackupService for BackupsService {
             .into_iter()
             .map(restore_view)
             .collect())
+    }
+
+    async fn get_backup_schedule(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<Option<BackupScheduleView>, ApiError> {
+        let d = visible_deployment(&self.store, ctx, deployment).await?;
+        Ok(self
+            .store
+            .backup_schedules()
+            .get(&d.id)
+            .await
+            .map_err(internal("load backup schedule"))?
+            .map(schedule_view))
+    }
+
+    async fn set_backup_schedule(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+        mut policy: BackupPolicy,
+    ) -> Result<BackupScheduleView, ApiError> {
+        let d = visible_deployment(&self.store, ctx, deployment).await?;
+        refuse_deleting(&d)?;
+        policy.cron = policy.cron.trim().to_owned();
+        let cron = schedule::parse_cron(&policy.cron)
+            .map_err(|why| ApiError::invalid_field("cron", "invalid_cron", why))?;
+        policy.validate_retention()?;
+        let next_run_at_ms =
+            schedule::next_run_ms(&cron, crate::store::now_ms()).ok_or_else(|| {
+                ApiError::invalid_field("cron", "invalid_cron", "It never runs again.")
+            })?;
+        let record = BackupScheduleRecord {
+            deployment_id: d.id.clone(),
+            project_id: d.project_id.clone(),
+            cron: policy.cron.clone(),
+            keep_last: i64::from(policy.keep_last),
+            keep_hourly: i64::from(policy.keep_hourly),
+            keep_daily: i64::from(policy.keep_daily),
+            keep_weekly: i64::from(policy.keep_weekly),
+            keep_monthly: i64::from(policy.keep_monthly),
+            next_run_at_ms,
+            last_run_at_ms: None,
+            missed: 0,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        self.store
+            .backup_schedules()
+            .put(&record)
+            .await
+            .map_err(internal("save backup schedule"))?;
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "deployment.backup_schedule",
+            format!("deployment:{}", d.id),
+            serde_json::to_value(&policy).unwrap_or_default(),
+        )
+        .await?;
+        self.get_backup_schedule(ctx, deployment)
+            .await?
+            .ok_or_else(ApiError::internal)
+    }
+
+    async fn remove_backup_schedule(
+        &self,
+        ctx: &RequestContext,
+        deployment: &DeploymentId,
+    ) -> Result<(), ApiError> {
+        let d = visible_deployment(&self.store, ctx, deployment).await?;
+        match self.store.backup_schedules().delete(&d.id).await {
+            Ok(()) => {}
+            Err(crate::store::StoreError::NotFound) => {
+                return Err(ApiError::not_found(
+                    "backup_schedule_not_found",
+                    "This deployment has no backup schedule.",
+                ))
+            }
+            Err(e) => return Err(internal("remove backup schedule")(e)),
+        }
+        audit(
+            &self.store,
+            ctx,
+            None,
+            "deployment.backup_schedule_removed",
+            format!("deployment:{}", d.id),
+            json!({}),
+        )
+        .await
     }
 
     async fn backup_repository(

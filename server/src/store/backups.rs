@@ -45,6 +45,8 @@ pub struct BackupRecord {
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// When retention removed its snapshot from the repository.
+    pub removed_at_ms: Option<i64>,
 }
 
 /// A restore row, with the same statuses as a backup.
@@ -79,7 +81,7 @@ pub enum BackupOutcome {
 
 const BACKUP_COLUMNS: &str = "id, project_id, deployment_id, deployment_name, release_id, kind, \
      trigger_kind, status, volumes, node_id, snapshot_id, files, bytes_total, bytes_added, \
-     failure, job_id, created_by, created_at_ms, started_at_ms, finished_at_ms";
+     failure, job_id, created_by, created_at_ms, started_at_ms, finished_at_ms, removed_at_ms";
 
 const RESTORE_COLUMNS: &str = "id, project_id, deployment_id, backup_id, status, files, \
      bytes_total, failure, job_id, created_by, created_at_ms, started_at_ms, finished_at_ms";
@@ -106,6 +108,7 @@ fn backup_from_row(row: &AnyRow) -> Result<BackupRecord, sqlx::Error> {
         created_at_ms: row.try_get("created_at_ms")?,
         started_at_ms: row.try_get("started_at_ms")?,
         finished_at_ms: row.try_get("finished_at_ms")?,
+        removed_at_ms: row.try_get("removed_at_ms")?,
     })
 }
 
@@ -125,6 +128,42 @@ fn restore_from_row(row: &AnyRow) -> Result<RestoreRecord, sqlx::Error> {
         started_at_ms: row.try_get("started_at_ms")?,
         finished_at_ms: row.try_get("finished_at_ms")?,
     })
+}
+
+/// Inserts a queued backup of `b`'s deployment and its job in `tx`; returns the backup's id.
+pub(super) async fn insert_backup(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    b: &BackupRecord,
+    job: NewJob,
+) -> StoreResult<String> {
+    let id = new_id();
+    let job_id = insert_job(
+        tx,
+        NewJob {
+            payload: job.payload.replace("{backup_id}", &id),
+            ..job
+        },
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO backups (id, project_id, deployment_id, deployment_name, release_id, \
+         kind, trigger_kind, status, volumes, job_id, created_by, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11)",
+    )
+    .bind(&id)
+    .bind(&b.project_id)
+    .bind(&b.deployment_id)
+    .bind(&b.deployment_name)
+    .bind(&b.release_id)
+    .bind(&b.kind)
+    .bind(&b.trigger_kind)
+    .bind(&b.volumes)
+    .bind(&job_id)
+    .bind(&b.created_by)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
 }
 
 /// The backups repository (in the database sense: the rows about backups).
@@ -188,35 +227,34 @@ impl<'a> Backups<'a> {
     /// the new id) in one transaction.
     pub async fn queue_backup(&self, b: &BackupRecord, job: NewJob) -> StoreResult<BackupRecord> {
         let mut tx = super::begin_write(self.pool).await?;
-        let id = new_id();
-        let job_id = insert_job(
-            &mut tx,
-            NewJob {
-                payload: job.payload.replace("{backup_id}", &id),
-                ..job
-            },
-        )
-        .await?;
-        sqlx::query(
-            "INSERT INTO backups (id, project_id, deployment_id, deployment_name, release_id, \
-             kind, trigger_kind, status, volumes, job_id, created_by, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11)",
-        )
-        .bind(&id)
-        .bind(&b.project_id)
-        .bind(&b.deployment_id)
-        .bind(&b.deployment_name)
-        .bind(&b.release_id)
-        .bind(&b.kind)
-        .bind(&b.trigger_kind)
-        .bind(&b.volumes)
-        .bind(&job_id)
-        .bind(&b.created_by)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        let id = insert_backup(&mut tx, b, job).await?;
         tx.commit().await?;
         self.backup(&id).await?.ok_or(super::StoreError::NotFound)
+    }
+
+    /// Whether the deployment has a backup queued or running.
+    pub async fn has_unfinished(&self, deployment_id: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM backups WHERE deployment_id = $1 \
+             AND status IN ('queued', 'running')",
+        )
+        .bind(deployment_id)
+        .fetch_one(self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Marks the backups of these snapshots as removed by retention.
+    pub async fn mark_removed(&self, snapshot_ids: &[String]) -> StoreResult<()> {
+        let now = now_ms();
+        for id in snapshot_ids {
+            sqlx::query("UPDATE backups SET removed_at_ms = $2 WHERE snapshot_id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     pub async fn backup(&self, id: &str) -> StoreResult<Option<BackupRecord>> {

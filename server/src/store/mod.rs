@@ -8,6 +8,7 @@
 //! 0/1 flags, so the same repository code and the same contract tests cover both.
 
 mod audit;
+mod backup_schedules;
 mod backups;
 mod builds;
 mod certificates;
@@ -25,6 +26,7 @@ mod topology;
 mod users;
 
 pub use audit::{AuditEventRecord, AuditEvents, NewAuditEvent};
+pub use backup_schedules::{BackupScheduleRecord, BackupSchedules};
 pub use backups::{BackupOutcome, BackupRecord, BackupRepositoryRecord, Backups, RestoreRecord};
 pub use builds::{BuildRecord, Builds, GitSourceRecord, NewBuild};
 pub use certificates::{CertificateRecord, Certificates, Issued};
@@ -244,6 +246,10 @@ impl Store {
 
     pub fn leases(&self) -> Leases<'_> {
         Leases::new(&self.pool)
+    }
+
+    pub fn backup_schedules(&self) -> BackupSchedules<'_> {
+        BackupSchedules::new(&self.pool)
     }
 
     pub fn backups(&self) -> Backups<'_> {

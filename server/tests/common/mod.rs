@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod acme;
+pub mod backups;
 pub mod builds;
 pub mod contract;
 pub mod deploy;

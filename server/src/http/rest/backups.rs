@@ -1,6 +1,6 @@
 //! `/api/v1/deployments/{id}/backups`, `/api/v1/backups/{id}`, `/api/v1/backups/{id}/restore`,
 //! `/api/v1/deployments/{id}/restores`, `/api/v1/restores/{id}`,
-//! `/api/v1/projects/{id}/backup-repository`.
+//! `/api/v1/deployments/{id}/backup-schedule`, `/api/v1/projects/{id}/backup-repository`.
 
 use app::model::*;
 use app::services::RequestContext;
@@ -10,7 +10,7 @@ use axum::{
     Extension, Json,
 };
 
-use super::{fail, RestResult};
+use super::{fail, ApiJson, RestResult};
 use crate::http::AppState;
 
 /// Queues a backup of the deployment's named volumes (202; follow it by its id or job).
@@ -160,4 +160,67 @@ pub async fn reveal(
         .await
         .map(Json)
         .map_err(fail(&ctx))
+}
+
+/// The deployment's backup schedule (404 `backup_schedule_not_found` when it has none).
+#[utoipa::path(get, path = "/api/v1/deployments/{id}/backup-schedule", tag = "backups",
+    params(("id" = String, Path, description = "deployment id")),
+    responses((status = 200, body = BackupScheduleView), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_schedule(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<Json<BackupScheduleView>> {
+    state
+        .services
+        .backups
+        .get_backup_schedule(&ctx, &DeploymentId(id))
+        .await
+        .map_err(fail(&ctx))?
+        .map(Json)
+        .ok_or_else(|| {
+            fail(&ctx)(ApiError::not_found(
+                "backup_schedule_not_found",
+                "This deployment has no backup schedule.",
+            ))
+        })
+}
+
+/// Sets the deployment's backup schedule (cron, UTC) and retention.
+#[utoipa::path(put, path = "/api/v1/deployments/{id}/backup-schedule", tag = "backups",
+    request_body = BackupPolicy,
+    params(("id" = String, Path, description = "deployment id")),
+    responses((status = 200, body = BackupScheduleView), (status = 400, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope)))]
+pub async fn set_schedule(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    ApiJson(policy): ApiJson<BackupPolicy>,
+) -> RestResult<Json<BackupScheduleView>> {
+    state
+        .services
+        .backups
+        .set_backup_schedule(&ctx, &DeploymentId(id), policy)
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// Removes the deployment's backup schedule (its backups stay).
+#[utoipa::path(delete, path = "/api/v1/deployments/{id}/backup-schedule", tag = "backups",
+    params(("id" = String, Path, description = "deployment id")),
+    responses((status = 204), (status = 404, body = ErrorEnvelope)))]
+pub async fn remove_schedule(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> RestResult<StatusCode> {
+    state
+        .services
+        .backups
+        .remove_backup_schedule(&ctx, &DeploymentId(id))
+        .await
+        .map_err(fail(&ctx))?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -161,6 +161,12 @@ pub fn router() -> Router<AppState> {
             "/deployments/{id}/backups",
             get(backups::list).post(backups::create),
         )
+        .route(
+            "/deployments/{id}/backup-schedule",
+            get(backups::get_schedule)
+                .put(backups::set_schedule)
+                .delete(backups::remove_schedule),
+        )
         .route("/backups/{id}", get(backups::get_one))
         .route("/backups/{id}/restore", post(backups::restore))
         .route("/deployments/{id}/restores", get(backups::list_restores))

@@ -1,0 +1,78 @@
+//! Helpers for backup tests: running a command in an instance, taking and restoring
+//! backups through the API and waiting for them, and stock `restic`.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::{deploy::*, *};
+
+/// Runs `script` with the test image's busybox shell in `container`; its standard output.
+pub fn exec(container: &str, script: &str) -> String {
+    docker(&["exec", container, "/bin/busybox", "sh", "-c", script])
+}
+
+/// The container of the deployment's one healthy instance (waits for it).
+pub async fn instance(b: &Browser, id: &str) -> String {
+    let d = wait_for(b, id, "a healthy instance", |d| healthy(d).len() == 1).await;
+    healthy(&d)[0]["container_id"].as_str().unwrap().to_owned()
+}
+
+/// Polls `path` (a backup or restore) until it succeeded or failed.
+pub async fn wait_until_final(b: &Browser, path: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = b.get(path).await.expect_status(StatusCode::OK).await;
+        if v["status"] == "succeeded" || v["status"] == "failed" {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never finished: {v:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Takes a backup of `deployment` through the API and waits for its end.
+pub async fn backup(b: &Browser, deployment: &str) -> Value {
+    let queued = b
+        .post_json(
+            &format!("/api/v1/deployments/{deployment}/backups"),
+            &json!({}),
+        )
+        .await
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
+    assert_eq!(queued["status"], "queued", "{queued:#}");
+    wait_until_final(
+        b,
+        &format!("/api/v1/backups/{}", queued["id"].as_str().unwrap()),
+    )
+    .await
+}
+
+/// Restores `backup_id` through the API and waits for its end.
+pub async fn restore(b: &Browser, backup_id: &str) -> Value {
+    let queued = b
+        .post_json(&format!("/api/v1/backups/{backup_id}/restore"), &json!({}))
+        .await
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
+    wait_until_final(
+        b,
+        &format!("/api/v1/restores/{}", queued["id"].as_str().unwrap()),
+    )
+    .await
+}
+
+/// Runs stock `restic` on the repository `repo`.
+pub fn restic(repo: &str, password: &str, args: &[&str]) -> std::process::Output {
+    Command::new("restic")
+        .args(["--no-cache", "-r", repo])
+        .args(args)
+        .env("RESTIC_PASSWORD", password)
+        .output()
+        .expect("restic runs (Debian package restic; scripts/install-deps.sh installs it)")
+}
