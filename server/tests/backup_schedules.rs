@@ -2,7 +2,7 @@
 //! that fell due while Berth was "down" (its next run moved three days back in the store)
 //! queues one scheduled backup and counts the runs it stands in for as missed; retention
 //! (keep the last 2) removes the oldest snapshot from the repository, as stock `restic`
-//! sees, and a removed backup cannot be restored.
+//! sees, and a removed backup cannot be restored; `/metrics` counts backups and missed runs.
 
 #[macro_use]
 mod common;
@@ -19,7 +19,9 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 async fn schedule_and_retention(db: Db) {
     ensure_test_image();
     let tdb = fresh_db(db).await;
-    let app = TestApp::start(test_config(&tdb)).await;
+    let mut config = test_config(&tdb);
+    config.metrics_token = Some("prometheus token 1".into());
+    let app = TestApp::start(config).await;
     let admin = app.admin_client().await;
     let (owner, project_id) = project(&app, &admin, "owner@example.com", "shop").await;
     let (id, _) = create(&owner, &project_id, "web", 1, greeting_spec("hi")).await;
@@ -166,6 +168,24 @@ async fn schedule_and_retention(db: Db) {
         "after prune: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // /metrics counts the backups by status and trigger, and the missed runs.
+    let text = reqwest::Client::new()
+        .get(app.client().url("/metrics"))
+        .bearer_auth("prometheus token 1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "berth_backups_total{status=\"succeeded\",trigger=\"manual\"} 2",
+        "berth_backups_total{status=\"succeeded\",trigger=\"schedule\"} 1",
+        "berth_backup_runs_missed_total 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
 
     // The schedule goes; its backups stay.
     owner

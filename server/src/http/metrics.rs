@@ -79,7 +79,11 @@ pub async fn exposition(State(state): State<AppState>, headers: HeaderMap) -> Re
     }
     let store = &state.store;
     let gathered = async {
+        let (backups, restores) = store.backups().counts().await?;
         anyhow::Ok(Scrape {
+            backups,
+            restores,
+            backup_runs_missed: store.backup_schedules().missed_total().await?,
             samples: state
                 .metrics
                 .as_ref()

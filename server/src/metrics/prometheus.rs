@@ -32,6 +32,12 @@ pub struct Scrape {
     /// The streamer's counters: samples published, failed readings, instances read from
     /// cgroups and through stats streams, live subscribers.
     pub streamer: Option<StreamerFigures>,
+    /// `(status, trigger, count)` of the backups recorded.
+    pub backups: Vec<(String, String, i64)>,
+    /// `(status, count)` of the restores recorded.
+    pub restores: Vec<(String, i64)>,
+    /// Scheduled backup runs missed, summed over every schedule.
+    pub backup_runs_missed: i64,
 }
 
 /// The streamer's counters at the scrape.
@@ -251,6 +257,37 @@ pub fn render(scrape: &Scrape) -> String {
             &[("kind", kind), ("status", status)],
             *count as f64,
         );
+    }
+
+    out.family(
+        "berth_backups_total",
+        "counter",
+        "Backups recorded, by status (queued, running, succeeded, failed) and trigger.",
+    );
+    for (status, trigger, count) in &scrape.backups {
+        out.line(
+            "berth_backups_total",
+            &[("status", status), ("trigger", trigger)],
+            *count as f64,
+        );
+    }
+    out.family(
+        "berth_backup_runs_missed_total",
+        "counter",
+        "Scheduled backup runs that did not happen (Berth down, or the previous still going).",
+    );
+    out.line(
+        "berth_backup_runs_missed_total",
+        &[],
+        scrape.backup_runs_missed as f64,
+    );
+    out.family(
+        "berth_restores_total",
+        "counter",
+        "Restores recorded, by status.",
+    );
+    for (status, count) in &scrape.restores {
+        out.line("berth_restores_total", &[("status", status)], *count as f64);
     }
 
     if let Some(m) = &scrape.streamer {

@@ -244,6 +244,35 @@ impl<'a> Backups<'a> {
         Ok(n > 0)
     }
 
+    /// `(status, trigger, count)` of every backup recorded, and `(status, count)` of every
+    /// restore (for `/metrics`).
+    pub async fn counts(&self) -> StoreResult<(Vec<(String, String, i64)>, Vec<(String, i64)>)> {
+        let backups = sqlx::query(
+            "SELECT status, trigger_kind, COUNT(*) AS n FROM backups \
+             GROUP BY status, trigger_kind ORDER BY status, trigger_kind",
+        )
+        .fetch_all(self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("status")?,
+                r.try_get("trigger_kind")?,
+                r.try_get("n")?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        let restores = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM restores GROUP BY status ORDER BY status",
+        )
+        .fetch_all(self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+        Ok((backups, restores))
+    }
+
     /// Marks the backups of these snapshots as removed by retention.
     pub async fn mark_removed(&self, snapshot_ids: &[String]) -> StoreResult<()> {
         let now = now_ms();
