@@ -5,11 +5,12 @@
 //! its logs live, redeploy a broken image while the old release keeps running, and open the
 //! app at its generated hostname; then connect it to a git repository, push, have a signed
 //! webhook delivery build it (a forged one is refused), follow the build log live and open
-//! the new release; then add a custom domain, see it verified and served over
-//! HTTPS with a certificate from a local ACME CA (pebble). Saves `target/e2e-projects.png`,
-//! `target/e2e-deployment.png`, `target/e2e-app.png`, `target/e2e-build.png`,
-//! `target/e2e-build-app.png`, `target/e2e-domain.png` and
-//! `target/e2e-https.png`.
+//! the new release; then add a custom domain, see it verified and served over HTTPS with a
+//! certificate from a local ACME CA (pebble); then back up a deployment's volume, restore it
+//! from the card and read the file back (and with stock restic). Saves
+//! `target/e2e-projects.png`, `target/e2e-deployment.png`, `target/e2e-app.png`,
+//! `target/e2e-build.png`, `target/e2e-build-app.png`, `target/e2e-backups.png`,
+//! `target/e2e-domain.png` and `target/e2e-https.png`.
 //!
 //! Needs `BERTH_BIN` (the built binary) and `BERTH_SITE_ROOT` (with `pkg/`), as
 //! scripts/test.sh sets them, plus `chromedriver` and `chromium` on PATH.
@@ -23,6 +24,7 @@ use std::{
 };
 
 mod acme_lab;
+mod backups_flow;
 mod git_builds;
 mod live_charts;
 
@@ -440,6 +442,9 @@ async fn a_new_admin_signs_in_and_creates_a_project() {
     let mut result = first_visit(&client, &url, &password).await;
     if result.is_ok() {
         result = acme_lab::custom_domain_over_https(&client, &lab).await;
+    }
+    if result.is_ok() {
+        result = backups_flow::protect_and_restore(&client, &url).await;
     }
     if result.is_err() {
         // What the browser showed when the test failed.

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod backups;
 pub mod builds;
 pub mod deployments;
 pub mod projects;

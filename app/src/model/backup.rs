@@ -67,6 +67,9 @@ pub struct BackupView {
     pub bytes_added: i64,
     /// Why it failed, written for people; empty otherwise.
     pub failure: String,
+    /// While it runs: what it is doing (files and bytes read so far); empty otherwise.
+    #[serde(default)]
+    pub progress: String,
     pub job_id: Option<JobId>,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,

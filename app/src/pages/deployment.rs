@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use super::{
+    backups::Backups,
     builds::GitBuilds,
     deployments::StatusBadge,
     domains::{Domains, PathRoutes},
@@ -81,6 +82,7 @@ fn DeploymentDetailView() -> impl IntoView {
                 <Domains id=id.clone() />
                 <PathRoutes id=id.clone() />
                 <GitBuilds id=id.clone() />
+                <Backups id=id.clone() />
                 <LiveMetrics id=id.clone() />
                 <Logs id=id />
             }

@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod backups;
 mod builds;
 mod deployment;
 mod deployments;

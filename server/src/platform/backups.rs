@@ -61,6 +61,7 @@ pub fn backup_view(b: BackupRecord) -> BackupView {
         bytes_total: b.bytes_total,
         bytes_added: b.bytes_added,
         failure: b.failure,
+        progress: String::new(),
         job_id: b.job_id.map(JobId),
         created_at_ms: b.created_at_ms,
         started_at_ms: b.started_at_ms,
@@ -129,6 +130,21 @@ impl BackupsService {
             runner,
             wake_workers,
         }
+    }
+
+    /// The view of `b`, with its job's current message while it runs.
+    async fn view(&self, b: BackupRecord) -> BackupView {
+        let job_id = (b.status == "running").then(|| b.job_id.clone()).flatten();
+        let mut view = backup_view(b);
+        if let Some(job_id) = job_id {
+            if let Ok(Some(job)) = self.store.jobs().by_id(&job_id).await {
+                let steps: Vec<JobStep> = serde_json::from_str(&job.steps).unwrap_or_default();
+                if let Some(step) = steps.last() {
+                    view.progress = format!("{}: {}", step.name, step.message);
+                }
+            }
+        }
+        view
     }
 
     /// The backup, when the caller may see its project (404 otherwise, so ids cannot be
@@ -239,15 +255,17 @@ impl BackupService for BackupsService {
         deployment: &DeploymentId,
     ) -> Result<Vec<BackupView>, ApiError> {
         let d = visible_deployment(&self.store, ctx, deployment).await?;
-        Ok(self
+        let rows = self
             .store
             .backups()
             .backups_for_deployment(&d.id, LIST_LIMIT)
             .await
-            .map_err(internal("list backups"))?
-            .into_iter()
-            .map(backup_view)
-            .collect())
+            .map_err(internal("list backups"))?;
+        let mut views = Vec::with_capacity(rows.len());
+        for b in rows {
+            views.push(self.view(b).await);
+        }
+        Ok(views)
     }
 
     async fn get_backup(
@@ -255,7 +273,8 @@ impl BackupService for BackupsService {
         ctx: &RequestContext,
         id: &BackupId,
     ) -> Result<BackupView, ApiError> {
-        self.visible_backup(ctx, id).await.map(backup_view)
+        let b = self.visible_backup(ctx, id).await?;
+        Ok(self.view(b).await)
     }
 
     async fn restore_backup(

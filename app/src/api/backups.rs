@@ -1,0 +1,146 @@
+//! Server functions for backups, restores, schedules and the backup repository (the service
+//! checks who may touch which deployment and project). Forms post plain text fields.
+
+use leptos::prelude::*;
+
+use crate::model::*;
+
+/// "Back up now".
+#[server(prefix = "/rpc", endpoint = "start_backup")]
+pub async fn start_backup(id: String) -> Result<BackupView, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .backups
+        .create_backup(&ctx, &DeploymentId(id))
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// The deployment's backups, newest first.
+#[server(prefix = "/rpc", endpoint = "list_backups")]
+pub async fn list_backups(id: String) -> Result<Vec<BackupView>, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .backups
+        .list_backups(&ctx, &DeploymentId(id))
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// The deployment's restores, newest first.
+#[server(prefix = "/rpc", endpoint = "list_restores")]
+pub async fn list_restores(id: String) -> Result<Vec<RestoreView>, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .backups
+        .list_restores(&ctx, &DeploymentId(id))
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Restores a backup into its deployment; the form must tick `confirm`.
+#[server(prefix = "/rpc", endpoint = "restore_backup")]
+pub async fn restore_backup(
+    backup_id: String,
+    confirm: Option<String>,
+) -> Result<RestoreView, ApiError> {
+    let (services, ctx) = super::context()?;
+    if confirm.is_none() {
+        return Err(ApiError::invalid_field(
+            "confirm",
+            "confirmation_required",
+            "Tick the box: the volumes' current contents are replaced.",
+        ))
+        .map_err(super::tag(&ctx));
+    }
+    services
+        .backups
+        .restore_backup(&ctx, &BackupId(backup_id))
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// The deployment's backup schedule, if any.
+#[server(prefix = "/rpc", endpoint = "load_backup_schedule")]
+pub async fn load_backup_schedule(id: String) -> Result<Option<BackupScheduleView>, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .backups
+        .get_backup_schedule(&ctx, &DeploymentId(id))
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Parses a retention field of the form: empty is 0.
+#[cfg(feature = "ssr")]
+fn keep(field: &str, text: &str) -> Result<u32, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(0);
+    }
+    text.parse().map_err(|_| {
+        ApiError::invalid_field(
+            field,
+            "invalid_retention",
+            format!("'{text}' is not a whole number from 0 to {KEEP_MAX}."),
+        )
+    })
+}
+
+/// Saves the schedule form.
+#[server(prefix = "/rpc", endpoint = "save_backup_schedule")]
+pub async fn save_backup_schedule(
+    id: String,
+    cron: String,
+    keep_last: String,
+    keep_hourly: String,
+    keep_daily: String,
+    keep_weekly: String,
+    keep_monthly: String,
+) -> Result<BackupScheduleView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let policy = (|| {
+        Ok::<_, ApiError>(BackupPolicy {
+            cron,
+            keep_last: keep("keep_last", &keep_last)?,
+            keep_hourly: keep("keep_hourly", &keep_hourly)?,
+            keep_daily: keep("keep_daily", &keep_daily)?,
+            keep_weekly: keep("keep_weekly", &keep_weekly)?,
+            keep_monthly: keep("keep_monthly", &keep_monthly)?,
+        })
+    })()
+    .map_err(super::tag(&ctx))?;
+    services
+        .backups
+        .set_backup_schedule(&ctx, &DeploymentId(id), policy)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Removes the schedule.
+#[server(prefix = "/rpc", endpoint = "remove_backup_schedule")]
+pub async fn remove_backup_schedule(id: String) -> Result<(), ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .backups
+        .remove_backup_schedule(&ctx, &DeploymentId(id))
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// The repository of the deployment's project with its password, for stock `restic`
+/// (project owners and admins; recorded in the audit log).
+#[server(prefix = "/rpc", endpoint = "reveal_backup_repository")]
+pub async fn reveal_backup_repository(id: String) -> Result<BackupRepositoryView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let detail = services
+        .deployments
+        .get_deployment(&ctx, &DeploymentId(id))
+        .await
+        .map_err(super::tag(&ctx))?;
+    services
+        .backups
+        .backup_repository(&ctx, &detail.deployment.project_id, true)
+        .await
+        .map_err(super::tag(&ctx))
+}
