@@ -272,6 +272,50 @@ async fn backup_and_restore(db: Db) {
         .await;
     assert_eq!(r["error"]["code"], "no_volumes", "{r:#}");
 
+    // The repository's key gets another password (with stock restic): Berth's backup fails
+    // and says the key does not open; with the password back, backups work again.
+    let other = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(other.path(), "another password").unwrap();
+    let out = restic(
+        &location,
+        &password,
+        &[
+            "key",
+            "passwd",
+            "--new-password-file",
+            other.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refused = backup(&owner, &id).await;
+    assert_eq!(refused["status"], "failed", "{refused:#}");
+    let why = refused["failure"].as_str().unwrap();
+    assert!(
+        why.contains("password opens none of the repository's keys"),
+        "{refused:#}"
+    );
+    let original_password = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(original_password.path(), &password).unwrap();
+    let out = restic(
+        &location,
+        "another password",
+        &[
+            "key",
+            "passwd",
+            "--new-password-file",
+            original_password.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The repository loses its data: the restore fails before anything is switched, and
     // the live volume keeps serving what it had.
     for dir in ["data", "index"] {

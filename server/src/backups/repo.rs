@@ -49,8 +49,18 @@ pub struct SnapshotTags {
     pub tags: Vec<String>,
 }
 
-fn rustic(e: impl std::fmt::Display) -> BackupError {
-    BackupError::Repository(e.to_string())
+/// rustic_core's error in one line (its `Display` adds guidance paragraphs and a
+/// backtrace meant for a terminal).
+fn rustic(e: Box<rustic_core::RusticError>) -> BackupError {
+    if e.is_incorrect_password() {
+        return BackupError::Repository(
+            "the stored password opens none of the repository's keys (was its key changed \
+             outside Berth?)"
+                .into(),
+        );
+    }
+    let text = e.display_log();
+    BackupError::Repository(text.trim_start_matches("Error: ").to_owned())
 }
 
 /// Opens the repository in `location`, creating it (and the directory) on first use.
@@ -252,4 +262,63 @@ pub fn apply_retention(
     let plan = repo.prune_plan(&options).map_err(rustic)?;
     repo.prune(&options, plan).map_err(rustic)?;
     Ok(remove.iter().map(|id| id.to_hex().to_string()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{ffi::OsStr, path::Path};
+
+    use rustic_core::repofile::{Metadata, NodeType};
+
+    use super::*;
+
+    fn entry(path: &str, node_type: NodeType) -> (PathBuf, Node) {
+        let name = Path::new(path)
+            .file_name()
+            .unwrap_or(OsStr::new("x"))
+            .to_owned();
+        (
+            PathBuf::from(path),
+            Node::new_node(&name, node_type, Metadata::default()),
+        )
+    }
+
+    #[test]
+    fn plain_trees_pass() {
+        let entries = vec![
+            entry("data", NodeType::Dir),
+            entry("data/a.txt", NodeType::File),
+            entry("data/link", NodeType::from_link(Path::new("/etc/passwd"))),
+            entry("data/sub", NodeType::Dir),
+            entry("data/sub/b", NodeType::File),
+        ];
+        check_restore_entries(&entries).unwrap();
+    }
+
+    #[test]
+    fn escaping_paths_are_refused() {
+        for bad in ["../etc/passwd", "/etc/passwd", "data/../../x", ""] {
+            let entries = vec![entry(bad, NodeType::File)];
+            let e = check_restore_entries(&entries).unwrap_err();
+            assert!(matches!(e, BackupError::Unsafe(_)), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn nothing_may_lie_below_a_symlink_or_repeat() {
+        let below = vec![
+            entry("data", NodeType::Dir),
+            entry("data/out", NodeType::from_link(Path::new("/etc"))),
+            entry("data/out/passwd", NodeType::File),
+        ];
+        let e = check_restore_entries(&below).unwrap_err().to_string();
+        assert!(e.contains("below the symlink"), "{e}");
+        let twice = vec![
+            entry("data", NodeType::Dir),
+            entry("data/a", NodeType::File),
+            entry("data/a", NodeType::Dir),
+        ];
+        let e = check_restore_entries(&twice).unwrap_err().to_string();
+        assert!(e.contains("twice"), "{e}");
+    }
 }
