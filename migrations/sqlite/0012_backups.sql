@@ -23,7 +23,7 @@ CREATE TABLE backups (
     deployment_id TEXT NOT NULL,
     deployment_name TEXT NOT NULL,
     release_id TEXT,
-    kind TEXT NOT NULL CHECK (kind IN ('volumes')),
+    kind TEXT NOT NULL CHECK (kind IN ('volumes', 'database')),
     trigger_kind TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
     volumes TEXT NOT NULL DEFAULT '[]',

@@ -12,7 +12,7 @@
 
 #[path = "../tests/common/mod.rs"]
 #[macro_use]
-#[allow(unused_macros, dead_code)]
+#[allow(unused_macros)]
 mod common;
 
 use std::{
@@ -88,7 +88,11 @@ async fn berth_backup(engine: &Engine, repository: &Path, spill: &Path) -> (f64,
             label: "bench".into(),
             tags: vec!["kind:volumes".into()],
         };
-        repo::backup_tar(r, reader, "berth-volumes", &spill, &tags, &|_| {})
+        let input = berth::backups::tar_source::SourceInput::Tar {
+            reader: Box::new(reader),
+            tar_root: "berth-volumes".into(),
+        };
+        repo::backup(r, input, repo::SNAPSHOT_ROOT, &spill, &tags, &|_| {})
     })
     .await
     .unwrap()

@@ -46,6 +46,7 @@ pub async fn submit_new_deployment(
     balance: Option<String>,
     route_timeout_secs: Option<String>,
     route_max_body_bytes: Option<String>,
+    database: Option<String>,
 ) -> Result<DeploymentDetail, ApiError> {
     let (services, ctx) = super::context()?;
     let replicas = replicas.trim().parse::<u32>().map_err(|_| {
@@ -68,6 +69,7 @@ pub async fn submit_new_deployment(
         balance: balance.unwrap_or_default(),
         route_timeout_secs: route_timeout_secs.unwrap_or_default(),
         route_max_body_bytes: route_max_body_bytes.unwrap_or_default(),
+        database: database.unwrap_or_default(),
     };
     let spec = form.to_spec().map_err(super::tag(&ctx))?;
     services
@@ -113,6 +115,7 @@ pub async fn update_deployment(
     balance: Option<String>,
     route_timeout_secs: Option<String>,
     route_max_body_bytes: Option<String>,
+    database: Option<String>,
 ) -> Result<JobView, ApiError> {
     let (services, ctx) = super::context()?;
     let form = DeploymentForm {
@@ -128,6 +131,7 @@ pub async fn update_deployment(
         balance: balance.unwrap_or_default(),
         route_timeout_secs: route_timeout_secs.unwrap_or_default(),
         route_max_body_bytes: route_max_body_bytes.unwrap_or_default(),
+        database: database.unwrap_or_default(),
     };
     let spec = form.to_spec().map_err(super::tag(&ctx))?;
     services

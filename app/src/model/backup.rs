@@ -173,3 +173,71 @@ pub struct BackupScheduleView {
     /// still going.
     pub missed: i64,
 }
+
+/// The database servers whose dumps Berth takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseEngine {
+    /// `pg_dump` to back up, `psql` to restore.
+    Postgres,
+    /// `mysqldump --single-transaction` to back up, `mysql` to restore.
+    Mysql,
+    /// As MySQL (MariaDB images ship `mysqldump` and `mysql`).
+    Mariadb,
+}
+
+/// Marks a deployment as a database server: its backups are consistent dumps of one
+/// database, taken by the engine's own tool run inside the instance (no shell), instead of
+/// copies of its volumes; a restore loads the dump back into the running instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DatabaseDump {
+    pub engine: DatabaseEngine,
+    /// The database to dump: 1–63 letters, digits, `_`, `-` or `.`, not starting with `-`.
+    pub database: String,
+    /// The user the tools connect as (same rules).
+    pub user: String,
+    /// The deployment's environment variable holding that user's password, handed to the
+    /// tools as `PGPASSWORD` / `MYSQL_PWD`; none when the server trusts local connections.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+fn is_db_identifier(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+impl DatabaseDump {
+    /// Checks the names, and that `password_env` names one of `env`'s variables.
+    ///
+    /// # Errors
+    /// A 400 on `database.database`, `database.user` or `database.password_env`.
+    pub fn validate(&self, env: &[super::EnvVar]) -> Result<(), ApiError> {
+        for (field, value) in [
+            ("database.database", &self.database),
+            ("database.user", &self.user),
+        ] {
+            if !is_db_identifier(value) {
+                return Err(ApiError::invalid_field(
+                    field,
+                    "invalid_database",
+                    format!("'{value}' is not accepted: use 1–63 letters, digits, '_', '-' or '.', not starting with '-'."),
+                ));
+            }
+        }
+        if let Some(name) = &self.password_env {
+            if !env.iter().any(|v| &v.name == name) {
+                return Err(ApiError::invalid_field(
+                    "database.password_env",
+                    "invalid_database",
+                    format!("'{name}' is not one of the deployment's environment variables."),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

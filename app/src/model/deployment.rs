@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{NodeId, PlanId, ProjectId};
+use super::{DatabaseDump, NodeId, PlanId, ProjectId};
 
 id_type!(
     /// A deployment's id: a UUIDv7 string.
@@ -133,6 +133,9 @@ pub struct DeploymentSpec {
     /// How the ingress serves this deployment's hostnames.
     #[serde(default)]
     pub routing: RouteSettings,
+    /// Set for database servers: backups are dumps of this database (see [`DatabaseDump`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseDump>,
 }
 
 /// How requests are spread over a deployment's healthy instances.
@@ -177,6 +180,14 @@ pub struct CreateDeployment {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(tag = "action", rename_all = "snake_case")]
+// The lint fires on 64-bit targets only (wasm32's pointers are half the size).
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    expect(
+        clippy::large_enum_variant,
+        reason = "one request body, made once per request; boxing the spec would only add noise"
+    )
+)]
 pub enum DeploymentAction {
     /// A new release with this spec (a config change), rolled out health-gated.
     Update {

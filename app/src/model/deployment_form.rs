@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiError, BalanceStrategy, DeploymentSpec, EnvVar, HealthCheck, HealthProbe, PlanId,
-    RestartPolicy, RouteSettings, VolumeMount,
+    ApiError, BalanceStrategy, DatabaseDump, DatabaseEngine, DeploymentSpec, EnvVar, HealthCheck,
+    HealthProbe, PlanId, RestartPolicy, RouteSettings, VolumeMount,
 };
 
 /// The form's fields as text.
@@ -34,6 +34,61 @@ pub struct DeploymentForm {
     /// Bytes; empty for the installation's default.
     #[serde(default)]
     pub route_max_body_bytes: String,
+    /// A database server's dump settings, `engine:user@database[:PASSWORD_ENV]` (e.g.
+    /// `postgres:app@shop:DB_PASSWORD`); empty for none.
+    #[serde(default)]
+    pub database: String,
+}
+
+/// Reads the form's `database` field (see [`DeploymentForm::database`]).
+///
+/// # Errors
+/// A 400 on `database` saying what is accepted.
+pub fn parse_database_field(text: &str) -> Result<Option<DatabaseDump>, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        ApiError::invalid_field(
+            "database",
+            "invalid_database",
+            format!(
+                "'{text}' is not engine:user@database[:PASSWORD_ENV] with engine postgres, mysql or mariadb, e.g. postgres:app@shop:DB_PASSWORD."
+            ),
+        )
+    };
+    let (engine, rest) = text.split_once(':').ok_or_else(bad)?;
+    let engine = match engine {
+        "postgres" => DatabaseEngine::Postgres,
+        "mysql" => DatabaseEngine::Mysql,
+        "mariadb" => DatabaseEngine::Mariadb,
+        _ => return Err(bad()),
+    };
+    let (user, rest) = rest.split_once('@').ok_or_else(bad)?;
+    let (database, password_env) = match rest.split_once(':') {
+        Some((d, p)) => (d, Some(p.to_owned())),
+        None => (rest, None),
+    };
+    Ok(Some(DatabaseDump {
+        engine,
+        database: database.to_owned(),
+        user: user.to_owned(),
+        password_env,
+    }))
+}
+
+/// The form text of a database setting (the inverse of [`parse_database_field`]).
+pub fn database_field(d: &DatabaseDump) -> String {
+    let engine = match d.engine {
+        DatabaseEngine::Postgres => "postgres",
+        DatabaseEngine::Mysql => "mysql",
+        DatabaseEngine::Mariadb => "mariadb",
+    };
+    match &d.password_env {
+        Some(p) => format!("{engine}:{}@{}:{p}", d.user, d.database),
+        None => format!("{engine}:{}@{}", d.user, d.database),
+    }
 }
 
 /// An optional number from a form field: empty is `None`.
@@ -170,6 +225,7 @@ impl DeploymentForm {
         };
         Ok(DeploymentSpec {
             routing,
+            database: parse_database_field(&self.database)?,
             image: self.image.trim().to_owned(),
             env,
             http_port,
@@ -196,6 +252,7 @@ impl DeploymentForm {
             }
             "volumes" => "volumes".into(),
             "health_check" => "health_path".into(),
+            "database" => "database".into(),
             "routing" => match field {
                 "routing.timeout_secs" => "route_timeout_secs".into(),
                 "routing.max_body_bytes" => "route_max_body_bytes".into(),
@@ -259,6 +316,11 @@ impl DeploymentForm {
                 .max_body_bytes
                 .map(|b| b.to_string())
                 .unwrap_or_default(),
+            database: spec
+                .database
+                .as_ref()
+                .map(database_field)
+                .unwrap_or_default(),
         }
     }
 }
@@ -266,6 +328,17 @@ impl DeploymentForm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_fields_parse_or_say_what_is_accepted() {
+        assert_eq!(parse_database_field("  ").unwrap(), None);
+        let d = parse_database_field("mariadb:root@app").unwrap().unwrap();
+        assert_eq!((d.engine, d.password_env), (DatabaseEngine::Mariadb, None));
+        for bad in ["postgres", "oracle:a@b", "postgres:user", "mysql@x:y"] {
+            let e = parse_database_field(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("database"), "{bad}");
+        }
+    }
 
     #[test]
     fn the_form_round_trips_and_keeps_secrets_out() {
@@ -282,8 +355,23 @@ mod tests {
             balance: "least-connections".into(),
             route_timeout_secs: "30".into(),
             route_max_body_bytes: String::new(),
+            database: "postgres:app@shop:MODE".into(),
         };
         let spec = form.to_spec().unwrap();
+        let db = spec.database.clone().unwrap();
+        assert_eq!(
+            (
+                db.engine,
+                db.user.as_str(),
+                db.database.as_str(),
+                db.password_env.as_deref()
+            ),
+            (DatabaseEngine::Postgres, "app", "shop", Some("MODE"))
+        );
+        assert_eq!(
+            DeploymentForm::from_spec(&spec).database,
+            "postgres:app@shop:MODE"
+        );
         assert_eq!(spec.routing.balance, BalanceStrategy::LeastConnections);
         assert_eq!(spec.routing.timeout_secs, Some(30));
         assert_eq!(spec.routing.max_body_bytes, None);

@@ -80,6 +80,9 @@ pub fn is_image_reference(image: &str) -> bool {
 /// # Errors
 /// `ApiError` 400 naming the field, e.g. `env.0.name`, `volumes.1.mount_path`.
 pub fn validate_spec(spec: &DeploymentSpec) -> Result<(), ApiError> {
+    if let Some(database) = &spec.database {
+        database.validate(&spec.env)?;
+    }
     if !is_image_reference(&spec.image) {
         return Err(invalid(
             "image",
@@ -273,6 +276,7 @@ mod tests {
             }],
             plan_id: PlanId("plan-small".into()),
             restart_policy: RestartPolicy::Always,
+            database: None,
             health_check: Some(HealthCheck {
                 probe: HealthProbe::Http {
                     path: "/healthz".into(),

@@ -298,6 +298,7 @@ fn Settings(
                 </label>
                 <Field label="Request timeout (s)" name="route_timeout_secs" value=form.route_timeout_secs.clone() placeholder="(installation default)" error=error />
                 <Field label="Largest request body (bytes)" name="route_max_body_bytes" value=form.route_max_body_bytes.clone() placeholder="(installation default)" error=error />
+                <Field label="Database (backups take dumps)" name="database" value=form.database.clone() placeholder="postgres:user@database[:PASSWORD_ENV]" error=error />
                 <div class="md:col-span-2"><Submit label="Save and deploy" /></div>
             </ActionForm>
             <FormError error=error />

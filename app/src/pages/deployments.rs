@@ -182,6 +182,7 @@ pub fn ProjectDeployments(project: ProjectId) -> impl IntoView {
                 </label>
                 <Field label="Request timeout (s)" name="route_timeout_secs" placeholder="(installation default)" error=error />
                 <Field label="Largest request body (bytes)" name="route_max_body_bytes" placeholder="(installation default)" error=error />
+                <Field label="Database (backups take dumps)" name="database" placeholder="postgres:user@database[:PASSWORD_ENV]" error=error />
                 <div class="md:col-span-2">
                     <Submit label="Deploy" />
                 </div>

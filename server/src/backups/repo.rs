@@ -4,7 +4,6 @@
 
 use std::{
     collections::HashSet,
-    io::Read,
     path::{Component, Path, PathBuf},
     sync::Arc,
 };
@@ -19,12 +18,14 @@ use rustic_core::{
 };
 
 use super::{
-    tar_source::{SourceStats, TarSource},
+    tar_source::{SourceInput, SourceStats, TarSource},
     BackupError,
 };
 
 /// Where a snapshot keeps the volumes: `/volumes/<volume name>/…`.
 pub const SNAPSHOT_ROOT: &str = "/volumes";
+/// Where a snapshot keeps a database dump: `/databases/<database>.sql`.
+pub const DUMP_ROOT: &str = "/databases";
 
 /// What a finished backup reports (restic's summary fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,10 @@ pub struct SnapshotTags {
 
 /// rustic_core's error in one line (its `Display` adds guidance paragraphs and a
 /// backtrace meant for a terminal).
+#[expect(
+    clippy::boxed_local,
+    reason = "called as map_err(rustic) on RusticResult, whose error comes boxed"
+)]
 fn rustic(e: Box<rustic_core::RusticError>) -> BackupError {
     if e.is_incorrect_password() {
         return BackupError::Repository(
@@ -93,17 +98,17 @@ pub fn open_or_init(
     }
 }
 
-/// Backs up the tar stream `reader` (entries under `tar_root`) as one snapshot whose tree
-/// holds them under [`SNAPSHOT_ROOT`]. Files over 1 MiB wait in unnamed temporary files in
-/// `spill_dir` while they are archived.
+/// Backs up `input` as one snapshot whose tree holds it under `snapshot_root`
+/// (`/volumes` for the volumes' tar stream, `/databases` for a dump). Files over 1 MiB of a
+/// tar stream wait in unnamed temporary files in `spill_dir` while they are archived.
 ///
 /// # Errors
 /// `Source` when the stream failed or held an entry Berth refuses (the snapshot is deleted
 /// again, so no incomplete snapshot is ever listed); `Repository` when writing failed.
-pub fn backup_tar<R: Read + Send + 'static>(
+pub fn backup(
     repo: Repository<OpenStatus>,
-    reader: R,
-    tar_root: &str,
+    input: SourceInput,
+    snapshot_root: &str,
     spill_dir: &Path,
     tags: &SnapshotTags,
     stats_out: &dyn Fn(Arc<SourceStats>),
@@ -116,7 +121,7 @@ pub fn backup_tar<R: Read + Send + 'static>(
         snapshot_options = snapshot_options.add_tags(tag).map_err(rustic)?;
     }
     let snap = snapshot_options.to_snapshot().map_err(rustic)?;
-    let source = TarSource::new(reader, tar_root, Path::new(SNAPSHOT_ROOT), spill_dir);
+    let source = TarSource::new(input, Path::new(snapshot_root), spill_dir);
     stats_out(source.stats.clone());
     let stats = source.stats.clone();
     let snap = repo
@@ -124,7 +129,7 @@ pub fn backup_tar<R: Read + Send + 'static>(
             &BackupOptions::default(),
             &source,
             snap,
-            &[PathBuf::from(SNAPSHOT_ROOT)],
+            &[PathBuf::from(snapshot_root)],
         )
         .map_err(rustic)?;
     if let Some(why) = stats.failure() {
@@ -180,9 +185,9 @@ pub fn check_restore_entries(entries: &[(PathBuf, Node)]) -> Result<(), BackupEr
     Ok(())
 }
 
-/// Restores the snapshot's [`SNAPSHOT_ROOT`] into the empty directory `dest` (so volume
-/// `data` lands in `dest/data`), with owners, modes and times. Returns (files as restic
-/// counts them, bytes of the regular files).
+/// Restores the snapshot's `subtree` ([`SNAPSHOT_ROOT`] or [`DUMP_ROOT`]) into the empty
+/// directory `dest` (so volume `data` lands in `dest/data`), with owners, modes and times.
+/// Returns (files as restic counts them, bytes of the regular files).
 ///
 /// # Errors
 /// `Repository` when the snapshot does not exist or cannot be read (missing or corrupt pack
@@ -190,11 +195,12 @@ pub fn check_restore_entries(entries: &[(PathBuf, Node)]) -> Result<(), BackupEr
 pub fn restore_to(
     repo: Repository<OpenStatus>,
     snapshot_id: &str,
+    subtree: &str,
     dest: &Path,
 ) -> Result<(u64, u64), BackupError> {
     let repo = repo.to_indexed().map_err(rustic)?;
     let root = repo
-        .node_from_snapshot_path(&format!("{snapshot_id}:{SNAPSHOT_ROOT}"), |_| true)
+        .node_from_snapshot_path(&format!("{snapshot_id}:{subtree}"), |_| true)
         .map_err(rustic)?;
     let entries: Vec<(PathBuf, Node)> = repo
         .ls(&root, &LsOptions::default().recursive(true))

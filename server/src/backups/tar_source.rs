@@ -1,6 +1,6 @@
 //! A rustic_core [`ReadSource`] over a tar stream: the volumes as the engine's archive
 //! endpoint returns them become the tree of one snapshot, without being written to the host
-//! first.
+//! first. It also serves one finished file (a database dump) as a snapshot.
 //!
 //! rustic_core's archiver builds trees from entries in walk order (each directory before
 //! its contents, names in byte order, as `LocalSource` walks), and it reads file contents in
@@ -82,22 +82,33 @@ impl Read for Content {
     }
 }
 
-/// The tar stream of the engine's archive endpoint as a source. Entries under `tar_root`
-/// (the archive's root directory, e.g. `berth-volumes`) are listed under `snapshot_root`
-/// (e.g. `/volumes`).
-pub struct TarSource<R> {
-    reader: Mutex<Option<R>>,
-    tar_root: String,
+/// What a snapshot is made from.
+pub enum SourceInput {
+    /// The engine's archive stream; its entries under `tar_root` (the archive's root
+    /// directory, e.g. `berth-volumes`) become the snapshot's entries.
+    Tar {
+        reader: Box<dyn Read + Send>,
+        tar_root: String,
+    },
+    /// One finished file (a database dump, written out first: restic's tree records each
+    /// file's size, which a stream only knows at its end), named `name` in the snapshot's
+    /// root directory.
+    File { name: String, file: std::fs::File },
+}
+
+/// A snapshot's source: a tar stream or one streamed file, listed under `snapshot_root`
+/// (e.g. `/volumes` or `/databases`).
+pub struct TarSource {
+    input: Mutex<Option<SourceInput>>,
     snapshot_root: PathBuf,
     spill_dir: PathBuf,
     pub stats: Arc<SourceStats>,
 }
 
-impl<R: Read + Send + 'static> TarSource<R> {
-    pub fn new(reader: R, tar_root: &str, snapshot_root: &Path, spill_dir: &Path) -> Self {
+impl TarSource {
+    pub fn new(input: SourceInput, snapshot_root: &Path, spill_dir: &Path) -> Self {
         Self {
-            reader: Mutex::new(Some(reader)),
-            tar_root: tar_root.to_owned(),
+            input: Mutex::new(Some(input)),
             snapshot_root: snapshot_root.to_owned(),
             spill_dir: spill_dir.to_owned(),
             stats: Arc::new(SourceStats::default()),
@@ -313,7 +324,15 @@ impl Lister {
     }
 }
 
-impl<R: Read + Send + 'static> ReadSource for TarSource<R> {
+fn now_metadata(go_mode: u32) -> Metadata {
+    Metadata {
+        mode: Some(go_mode),
+        mtime: Some(rustic_core::jiff::Timestamp::now()),
+        ..Metadata::default()
+    }
+}
+
+impl ReadSource for TarSource {
     type Open = Content;
     type Iter = std::sync::mpsc::IntoIter<RusticResult<ReadSourceEntry<Content>>>;
 
@@ -321,22 +340,45 @@ impl<R: Read + Send + 'static> ReadSource for TarSource<R> {
         Ok(None)
     }
 
-    /// Lists the archive's entries from a thread of its own; a second call lists nothing (a
-    /// stream can be read once) and records that as a failure.
+    /// Lists the entries, from a thread of its own for a tar stream; a second call lists
+    /// nothing (a stream can be read once) and records that as a failure.
     fn entries(&self) -> Self::Iter {
         let (tx, rx) = std::sync::mpsc::sync_channel(LIST_AHEAD);
-        let reader = self.reader.lock().expect("reader lock").take();
-        let lister = Lister {
-            tar_root: self.tar_root.clone(),
-            snapshot_root: self.snapshot_root.clone(),
-            spill_dir: self.spill_dir.clone(),
-            stats: self.stats.clone(),
-        };
-        match reader {
-            Some(reader) => {
+        let input = self.input.lock().expect("input lock").take();
+        match input {
+            Some(SourceInput::Tar { reader, tar_root }) => {
+                let lister = Lister {
+                    tar_root,
+                    snapshot_root: self.snapshot_root.clone(),
+                    spill_dir: self.spill_dir.clone(),
+                    stats: self.stats.clone(),
+                };
                 std::thread::spawn(move || lister.run(reader, &tx));
             }
-            None => lister.stats.fail("the archive was read already".into()),
+            Some(SourceInput::File { name, file }) => {
+                let root = self.snapshot_root.clone();
+                let dir_name = root.file_name().unwrap_or_default().to_owned();
+                let dir =
+                    Node::new_node(&dir_name, NodeType::Dir, now_metadata(0o700 | GO_MODE_DIR));
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let mut meta = now_metadata(0o600);
+                meta.size = size;
+                let node = Node::new_node(std::ffi::OsStr::new(&name), NodeType::File, meta);
+                self.stats.files.fetch_add(1, Ordering::Relaxed);
+                self.stats.bytes.fetch_add(size, Ordering::Relaxed);
+                // Both fit in the channel: no thread needed.
+                let _ = tx.send(Ok(ReadSourceEntry {
+                    path: root.clone(),
+                    node: dir,
+                    open: None,
+                }));
+                let _ = tx.send(Ok(ReadSourceEntry {
+                    path: root.join(&name),
+                    node,
+                    open: Some(Content::Spilled(file)),
+                }));
+            }
+            None => self.stats.fail("the source was read already".into()),
         }
         rx.into_iter()
     }

@@ -155,6 +155,7 @@ mod tests {
             restart_policy: RestartPolicy::Always,
             health_check: hc,
             routing: Default::default(),
+            database: None,
         }
     }
 

@@ -190,11 +190,22 @@ impl BackupService for BackupsService {
             .volumes(&d.id)
             .await
             .map_err(internal("load volumes"))?;
-        if volumes.is_empty() {
+        let is_database = match &d.current_release_id {
+            Some(release) => self
+                .store
+                .deployments()
+                .release_by_id(release)
+                .await
+                .map_err(internal("load release"))?
+                .and_then(|r| serde_json::from_str::<DeploymentSpec>(&r.spec).ok())
+                .is_some_and(|spec| spec.database.is_some()),
+            None => false,
+        };
+        if volumes.is_empty() && !is_database {
             return Err(ApiError::new(
                 400,
                 "no_volumes",
-                "This deployment has no named volumes to back up. Add a volume to its spec first.",
+                "This deployment has no named volumes to back up and is not marked as a database. Add a volume (or its database settings) to its spec first.",
             ));
         }
         let caller = ctx.caller.as_ref().map(|u| u.id.0.clone());
@@ -204,7 +215,7 @@ impl BackupService for BackupsService {
             deployment_id: d.id.clone(),
             deployment_name: d.name.clone(),
             release_id: d.current_release_id.clone(),
-            kind: "volumes".into(),
+            kind: if is_database { "database" } else { "volumes" }.into(),
             trigger_kind: "manual".into(),
             status: "queued".into(),
             volumes: serde_json::to_string(&volumes).map_err(|_| ApiError::internal())?,

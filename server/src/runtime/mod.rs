@@ -5,6 +5,7 @@
 mod archive;
 mod build;
 mod containers;
+mod exec;
 mod ssh;
 mod stats;
 
@@ -14,6 +15,7 @@ pub use containers::{
     CommandHealthcheck, ContainerEvent, ContainerSpec, ContainerStatus, OutputLine, ResolvedImage,
     DROPPED_CAPABILITIES, PULL_TIMEOUT,
 };
+pub use exec::ExecCommand;
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
@@ -49,6 +51,10 @@ pub enum RuntimeError {
     /// The engine refused or failed the call.
     #[error("Docker engine error: {0}")]
     Engine(String),
+    /// A command run in a container (exec) failed; the message names it, its exit code and
+    /// the end of its standard error.
+    #[error("{0}")]
+    CommandFailed(String),
     /// An image build failed; the message is the builder's (e.g. the failing step's error).
     #[error("the build failed: {0}")]
     BuildFailed(String),

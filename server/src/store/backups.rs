@@ -313,17 +313,25 @@ impl<'a> Backups<'a> {
         Ok(rows.iter().map(backup_from_row).collect::<Result<_, _>>()?)
     }
 
-    /// Marks the backup running on `node_id` with the volumes it reads (a JSON array).
-    pub async fn start_backup(&self, id: &str, node_id: &str, volumes: &str) -> StoreResult<()> {
+    /// Marks the backup running on `node_id`: of `kind` (`volumes` or `database`), with the
+    /// volumes it reads (a JSON array).
+    pub async fn start_backup(
+        &self,
+        id: &str,
+        node_id: &str,
+        kind: &str,
+        volumes: &str,
+    ) -> StoreResult<()> {
         touched(
             sqlx::query(
                 "UPDATE backups SET status = 'running', node_id = $2, volumes = $3, \
-                 started_at_ms = $4, failure = '' WHERE id = $1",
+                 started_at_ms = $4, failure = '', kind = $5 WHERE id = $1",
             )
             .bind(id)
             .bind(node_id)
             .bind(volumes)
             .bind(now_ms())
+            .bind(kind)
             .execute(self.pool)
             .await?,
         )

@@ -10,6 +10,7 @@ pub mod contract;
 pub mod deploy;
 pub mod dns;
 pub mod git;
+pub mod postgres;
 pub mod ws;
 
 use std::{net::SocketAddr, path::PathBuf};

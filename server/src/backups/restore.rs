@@ -1,0 +1,284 @@
+//! Restores: a snapshot of volumes is restored into a staging directory on this host,
+//! checked, then streamed as tar into the volumes' next generation; only when those are
+//! complete is the deployment stopped, switched to them and started (a failure before leaves
+//! the live volumes untouched, and removes the new ones). A dump snapshot is loaded back into
+//! the running database (`dump`).
+
+use std::collections::HashMap;
+
+use super::{human_bytes, pipe::ChannelWriter, repo, BackupError, BackupRunner, HELPER_ROOT};
+use crate::{
+    jobs::Progress,
+    orchestrator::volume_name,
+    runtime::{Engine, VolumeHelper},
+    store::{DeploymentRecord, RestoreRecord},
+};
+
+impl BackupRunner {
+    /// Runs the restore `id` to its end and records the outcome.
+    ///
+    /// # Errors
+    /// Why it failed, as recorded on the restore.
+    pub async fn run_restore(&self, id: &str, progress: &Progress) -> Result<(), String> {
+        let Some(restore) = self
+            .store
+            .backups()
+            .restore(id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Err("the restore no longer exists".into());
+        };
+        if restore.status == "succeeded" {
+            return Ok(());
+        }
+        let lock = self.project_lock(&restore.project_id);
+        let _turn = lock.lock().await;
+        self.store
+            .backups()
+            .start_restore(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = self.restore_volumes(&restore, progress).await;
+        let recorded = match &result {
+            Ok((files, bytes)) => Ok((*files as i64, *bytes as i64)),
+            Err(e) => Err(e.to_string()),
+        };
+        self.store
+            .backups()
+            .finish_restore(id, recorded.as_ref().map(|x| *x).map_err(String::as_str))
+            .await
+            .map_err(|e| e.to_string())?;
+        result.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    async fn restore_volumes(
+        &self,
+        restore: &RestoreRecord,
+        progress: &Progress,
+    ) -> Result<(u64, u64), BackupError> {
+        let backup = self
+            .store
+            .backups()
+            .backup(&restore.backup_id)
+            .await?
+            .ok_or_else(|| BackupError::Invalid("the backup no longer exists".into()))?;
+        let snapshot_id = backup
+            .snapshot_id
+            .clone()
+            .filter(|_| backup.status == "succeeded")
+            .ok_or_else(|| BackupError::Invalid("the backup has no snapshot".into()))?;
+        let deployment = self
+            .store
+            .deployments()
+            .by_id(&restore.deployment_id)
+            .await?
+            .ok_or_else(|| BackupError::Invalid("the deployment no longer exists".into()))?;
+        if backup.kind == "database" {
+            return self
+                .restore_dump(restore, &snapshot_id, &deployment, progress)
+                .await;
+        }
+        let names: Vec<String> = serde_json::from_str(&backup.volumes)
+            .map_err(|e| BackupError::Invalid(format!("unreadable volume list: {e}")))?;
+        let generations: HashMap<String, i64> = self
+            .store
+            .deployments()
+            .volume_generations(&deployment.id)
+            .await?
+            .into_iter()
+            .collect();
+        let mut switch = Vec::new();
+        for name in &names {
+            let current = generations.get(name).ok_or_else(|| {
+                BackupError::Invalid(format!(
+                    "the deployment has no volume '{name}' (the backup holds {})",
+                    names.join(", ")
+                ))
+            })?;
+            switch.push((name.clone(), *current, current + 1));
+        }
+
+        progress
+            .begin(
+                "restore snapshot",
+                format!("snapshot {}", &snapshot_id[..8]),
+            )
+            .await;
+        let staging = self
+            .settings
+            .staging_root
+            .join(format!("restore-{}", restore.id));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|e| {
+            BackupError::Invalid(format!("cannot create {}: {e}", staging.display()))
+        })?;
+        let (node_id, engine) = self.volume_node(&deployment).await?;
+        let filled = self
+            .fill_new_volumes(
+                &deployment,
+                &snapshot_id,
+                &staging,
+                &switch,
+                &engine,
+                &restore.id,
+                progress,
+            )
+            .await;
+        let _ = std::fs::remove_dir_all(&staging);
+        let counts = match filled {
+            Ok(counts) => counts,
+            Err(e) => {
+                self.remove_volumes(
+                    &engine,
+                    &deployment,
+                    switch.iter().map(|(n, _, new)| (n, *new)),
+                )
+                .await;
+                return Err(e);
+            }
+        };
+
+        let new_generations: Vec<(String, i64)> =
+            switch.iter().map(|(n, _, new)| (n.clone(), *new)).collect();
+        self.orchestrator
+            .replace_volumes(&deployment, &new_generations, progress)
+            .await?;
+        progress
+            .begin("remove old volumes", format!("on node {node_id}"))
+            .await;
+        self.remove_volumes(
+            &engine,
+            &deployment,
+            switch.iter().map(|(n, old, _)| (n, *old)),
+        )
+        .await;
+        progress.done().await;
+        Ok(counts)
+    }
+
+    /// Restores the snapshot into `staging`, then streams it into the next generation of
+    /// each volume. Returns (files, bytes) restored.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill_new_volumes(
+        &self,
+        deployment: &DeploymentRecord,
+        snapshot_id: &str,
+        staging: &std::path::Path,
+        switch: &[(String, i64, i64)],
+        engine: &Engine,
+        restore_id: &str,
+        progress: &Progress,
+    ) -> Result<(u64, u64), BackupError> {
+        let access = self.access(&deployment.project_id).await?;
+        let (snap, dest) = (snapshot_id.to_owned(), staging.to_owned());
+        let counts = tokio::task::spawn_blocking(move || {
+            let repository = repo::open_or_init(&access.location, &access.password)?;
+            repo::restore_to(repository, &snap, repo::SNAPSHOT_ROOT, &dest)
+        })
+        .await
+        .map_err(|e| BackupError::Invalid(format!("the restore task failed: {e}")))??;
+        for (name, _, _) in switch {
+            if !staging.join(name).is_dir() {
+                return Err(BackupError::Invalid(format!(
+                    "the snapshot has no volume '{name}'"
+                )));
+            }
+        }
+
+        progress
+            .begin(
+                "fill new volumes",
+                format!("{} files, {}", counts.0, human_bytes(counts.1)),
+            )
+            .await;
+        let (release, spec) = self.orchestrator.current_release(deployment).await?;
+        let labels = self.orchestrator.project_labels(&deployment.project_id);
+        let mut helper_volumes = Vec::new();
+        for (name, _, new) in switch {
+            let volume = volume_name(&deployment.project_id, name, *new);
+            // A run interrupted before may have left it half-filled.
+            engine.remove_volume(&volume).await?;
+            engine.ensure_volume(&volume, &labels).await?;
+            helper_volumes.push((volume, format!("{HELPER_ROOT}/{name}")));
+        }
+        let helper = VolumeHelper {
+            name: format!("berth-restore-{restore_id}"),
+            image: release.image_digest.clone().unwrap_or(spec.image.clone()),
+            volumes: helper_volumes,
+            read_only: false,
+            labels: self.helper_labels(&deployment.project_id),
+        };
+        let result = async {
+            let container = engine.create_volume_helper(&helper).await?;
+            let (writer, stream) = ChannelWriter::new();
+            let names: Vec<String> = switch.iter().map(|(n, _, _)| n.clone()).collect();
+            let root = staging.to_owned();
+            let tar = tokio::task::spawn_blocking(move || write_tar(writer, &root, &names));
+            let uploaded = engine.upload_archive(&container, HELPER_ROOT, stream).await;
+            let written = tar
+                .await
+                .map_err(|e| BackupError::Invalid(format!("the archive task failed: {e}")))?;
+            written?;
+            uploaded?;
+            Ok::<_, BackupError>(())
+        }
+        .await;
+        if let Err(e) = engine.remove_container(&helper.name).await {
+            tracing::warn!(restore.id = %restore_id, error = %e, "cannot remove the restore helper");
+        }
+        result?;
+        Ok(counts)
+    }
+
+    async fn remove_volumes<'a>(
+        &self,
+        engine: &Engine,
+        deployment: &DeploymentRecord,
+        volumes: impl Iterator<Item = (&'a String, i64)>,
+    ) {
+        for (name, generation) in volumes {
+            let volume = volume_name(&deployment.project_id, name, generation);
+            if let Err(e) = engine.remove_volume(&volume).await {
+                tracing::warn!(volume = %volume, error = %e, "cannot remove a volume");
+            }
+        }
+    }
+}
+
+/// Writes `root/<name>` for each name as one tar stream (entries `<name>/…`, with owners,
+/// modes and times; symlinks stored as links, never followed).
+fn write_tar(
+    writer: ChannelWriter,
+    root: &std::path::Path,
+    names: &[String],
+) -> Result<(), BackupError> {
+    let mut builder = tar::Builder::new(writer);
+    builder.mode(tar::HeaderMode::Complete);
+    builder.follow_symlinks(false);
+    let mut result = Ok(());
+    for name in names {
+        if let Err(e) = builder.append_dir_all(name, root.join(name)) {
+            result = Err(format!("cannot archive the restored '{name}': {e}"));
+            break;
+        }
+    }
+    if result.is_ok() {
+        result = builder
+            .finish()
+            .map_err(|e| format!("cannot finish the archive: {e}"));
+    }
+    match (result, builder.into_inner()) {
+        (Ok(()), Ok(mut writer)) => {
+            use std::io::Write;
+            writer
+                .flush()
+                .map_err(|e| BackupError::Invalid(format!("the upload stopped: {e}")))
+        }
+        (Err(why), Ok(writer)) => {
+            writer.fail(why.clone());
+            Err(BackupError::Invalid(why))
+        }
+        (_, Err(e)) => Err(BackupError::Invalid(format!("the upload stopped: {e}"))),
+    }
+}
