@@ -430,6 +430,15 @@ pub trait BackupService: Send + Sync {
         ctx: &RequestContext,
         id: &BackupId,
     ) -> Result<RestoreView, ApiError>;
+    /// The entries of directory `path` (e.g. `/volumes/data`) of a backup's snapshot.
+    /// 400 `invalid_path` for a path outside `/volumes` and `/databases` or with `..`;
+    /// 409 `backup_not_readable` when the backup has no snapshot (any more).
+    async fn list_backup_files(
+        &self,
+        ctx: &RequestContext,
+        id: &BackupId,
+        path: &str,
+    ) -> Result<Vec<SnapshotEntry>, ApiError>;
     /// One restore.
     async fn get_restore(
         &self,

@@ -361,6 +361,7 @@ impl Application {
             metrics,
             webhooks,
             build_logs: builder.logs.clone(),
+            backups: backup_runner,
         };
         Ok(Self {
             listener,

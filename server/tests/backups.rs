@@ -183,6 +183,65 @@ async fn backup_and_restore(db: Db) {
         .await;
     assert_eq!(restores[0]["id"], restored["id"]);
 
+    // The backup's files can be browsed and downloaded; paths outside it are refused.
+    let files = |path: &str| format!("/api/v1/backups/{first_id}/files?path={path}");
+    let listed = owner
+        .get(&files("/volumes/data"))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    let names: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("empty", "dir"),
+            ("sub", "dir"),
+            ("a.txt", "file"),
+            ("link", "symlink"),
+            ("outside", "symlink")
+        ],
+        "{listed:#}"
+    );
+    assert_eq!(listed[2]["size"], 11);
+    assert_eq!(listed[4]["link_target"], "/etc/passwd");
+    let download = owner
+        .get(&format!(
+            "/api/v1/backups/{first_id}/download?path=/volumes/data/sub/big.bin"
+        ))
+        .await;
+    assert_eq!(download.status(), StatusCode::OK);
+    assert!(download.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("filename=\"big.bin\""));
+    let body = download.bytes().await.unwrap();
+    assert_eq!(body.len(), 3 * 1024 * 1024);
+    let downloaded = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(downloaded.path(), &body).unwrap();
+    assert!(
+        original.contains(&md5(downloaded.path())),
+        "the download is the file"
+    );
+    for bad in ["/volumes/../etc", "/etc/passwd", "/volumes/data/a.txt"] {
+        let r = owner
+            .get(&files(bad))
+            .await
+            .expect_status(StatusCode::BAD_REQUEST)
+            .await;
+        assert_eq!(r["error"]["code"], "invalid_path", "{bad}: {r:#}");
+    }
+    let r = owner.get(&files("/volumes/data/nothing")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "{:?}", r.text().await);
+    assert_eq!(
+        stranger.get(&files("/volumes/data")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
     // Stock restic reads the repository: the snapshots with their tags, a full check, and
     // a restore equal to the original files.
     let repo = owner

@@ -144,3 +144,17 @@ pub async fn reveal_backup_repository(id: String) -> Result<BackupRepositoryView
         .await
         .map_err(super::tag(&ctx))
 }
+
+/// The entries of a directory of a backup's snapshot.
+#[server(prefix = "/rpc", endpoint = "list_backup_files")]
+pub async fn list_backup_files(
+    backup_id: String,
+    path: String,
+) -> Result<Vec<SnapshotEntry>, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .backups
+        .list_backup_files(&ctx, &BackupId(backup_id), &path)
+        .await
+        .map_err(super::tag(&ctx))
+}

@@ -241,3 +241,20 @@ impl DatabaseDump {
         Ok(())
     }
 }
+
+/// One entry of a snapshot's directory, for browsing a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SnapshotEntry {
+    pub name: String,
+    /// The entry's path in the snapshot (`/volumes/data/a.txt`), to list or download it by.
+    pub path: String,
+    /// `dir`, `file`, `symlink` or `other` (devices, fifos, sockets).
+    pub kind: String,
+    /// Bytes, for files.
+    pub size: u64,
+    /// Last modification, milliseconds since the epoch, when recorded.
+    pub mtime_ms: Option<i64>,
+    /// A symlink's target.
+    pub link_target: Option<String>,
+}

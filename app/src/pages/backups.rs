@@ -8,8 +8,8 @@ use leptos::prelude::*;
 
 use crate::{
     api::backups::{
-        list_backups, list_restores, load_backup_schedule, RemoveBackupSchedule, RestoreBackup,
-        RevealBackupRepository, SaveBackupSchedule, StartBackup,
+        list_backup_files, list_backups, list_restores, load_backup_schedule, RemoveBackupSchedule,
+        RestoreBackup, RevealBackupRepository, SaveBackupSchedule, StartBackup,
     },
     components::{action_error, format_time, ticker, Card, ErrorPanel, Field, FormError, Submit},
     model::{BackupStatus, BackupView},
@@ -94,6 +94,8 @@ pub fn Backups(id: String) -> impl IntoView {
         |(id, ..)| load_backup_schedule(id),
     );
     let (start_id, save_id, remove_id, reveal_id) = (id.clone(), id.clone(), id.clone(), id);
+    // The backup whose files are shown, and the directory.
+    let browse = RwSignal::new(None::<(String, String)>);
     view! {
         <Card heading="Backups">
             <p class="mb-3 text-sm text-slate-500">
@@ -151,12 +153,14 @@ pub fn Backups(id: String) -> impl IntoView {
                         Ok(list) if list.is_empty() => view! { <p class="text-sm text-slate-500">"No backups yet."</p> }.into_any(),
                         Ok(list) => view! {
                             <ul id="backups" class="divide-y divide-slate-200 text-sm dark:divide-slate-800">
-                                {list.into_iter().map(|b| view! { <BackupRow b=b restore=restore /> }).collect_view()}
+                                {list.into_iter().map(|b| view! { <BackupRow b=b restore=restore browse=browse /> }).collect_view()}
                             </ul>
                         }.into_any(),
                     }
                 })}
             </Transition>
+
+            {move || browse.get().map(|(backup, dir)| view! { <FileBrowser backup=backup dir=dir browse=browse /> })}
 
             <h3 class="mt-4 text-sm font-medium">"Restores"</h3>
             <Transition fallback=|| ()>
@@ -197,8 +201,18 @@ pub fn Backups(id: String) -> impl IntoView {
 
 /// One backup: status, trigger, time, size, snapshot, live progress or failure; "Restore".
 #[component]
-fn BackupRow(b: BackupView, restore: ServerAction<RestoreBackup>) -> impl IntoView {
+fn BackupRow(
+    b: BackupView,
+    restore: ServerAction<RestoreBackup>,
+    browse: RwSignal<Option<(String, String)>>,
+) -> impl IntoView {
     let id = b.id.to_string();
+    let browse_id = id.clone();
+    let root = if b.kind == "database" {
+        "/databases"
+    } else {
+        "/volumes"
+    };
     let restorable = b.status == BackupStatus::Succeeded && b.removed_at_ms.is_none();
     let form_id = id.clone();
     view! {
@@ -213,6 +227,10 @@ fn BackupRow(b: BackupView, restore: ServerAction<RestoreBackup>) -> impl IntoVi
             {(!b.progress.is_empty() && !b.status.is_final()).then(|| view! { <span class="backup-progress text-xs text-sky-800 dark:text-sky-300">{b.progress.clone()}</span> })}
             {b.removed_at_ms.map(|_| view! { <span class="text-xs text-slate-500">"removed by retention"</span> })}
             {restorable.then(|| view! {
+                <button type="button" class="browse-files text-sky-700 hover:underline dark:text-sky-400"
+                    on:click=move |_| browse.set(Some((browse_id.clone(), root.to_owned())))>"Files"</button>
+            })}
+            {restorable.then(|| view! {
                 <ActionForm action=restore attr:class="restore-form flex items-center gap-2">
                     <input type="hidden" name="backup_id" value=form_id.clone() />
                     <label class="text-xs"><input type="checkbox" name="confirm" value="on" />" replace the current data"</label>
@@ -221,5 +239,68 @@ fn BackupRow(b: BackupView, restore: ServerAction<RestoreBackup>) -> impl IntoVi
             })}
             {(!b.failure.is_empty()).then(|| view! { <span class="backup-failure w-full text-xs text-red-700 dark:text-red-400">{b.failure.clone()}</span> })}
         </li>
+    }
+}
+
+/// A directory of a backup's snapshot: directories open in place, files download.
+#[component]
+fn FileBrowser(
+    backup: String,
+    dir: String,
+    browse: RwSignal<Option<(String, String)>>,
+) -> impl IntoView {
+    let (b, d) = (backup.clone(), dir.clone());
+    let entries = Resource::new(
+        move || (b.clone(), d.clone()),
+        |(b, d)| list_backup_files(b, d),
+    );
+    let up = dir
+        .rsplit_once('/')
+        .map(|(parent, _)| parent.to_owned())
+        .filter(|p| p.matches('/').count() >= 1 && !p.is_empty());
+    let up_backup = backup.clone();
+    view! {
+        <div id="backup-files" class="mt-3 rounded-md border border-slate-200 p-3 text-sm dark:border-slate-800">
+            <p class="mb-2 flex gap-3">
+                <span class="font-mono">{dir.clone()}</span>
+                {up.map(|parent| view! {
+                    <button type="button" class="text-sky-700 hover:underline dark:text-sky-400"
+                        on:click=move |_| browse.set(Some((up_backup.clone(), parent.clone())))>"Up"</button>
+                })}
+                <button type="button" class="text-slate-500 hover:underline" on:click=move |_| browse.set(None)>"Close"</button>
+            </p>
+            <Transition fallback=|| ()>
+                {move || {
+                    let backup = backup.clone();
+                    Suspend::new(async move {
+                        match entries.await {
+                            Err(e) => view! { <ErrorPanel error=e /> }.into_any(),
+                            Ok(list) => view! {
+                                <ul class="font-mono text-xs">
+                                    {list.into_iter().map(|e| {
+                                        let backup = backup.clone();
+                                        let path = e.path.clone();
+                                        match e.kind.as_str() {
+                                            "dir" => view! {
+                                                <li><button type="button" class="snapshot-dir text-sky-700 hover:underline dark:text-sky-400"
+                                                    on:click=move |_| browse.set(Some((backup.clone(), path.clone())))>{format!("{}/", e.name)}</button></li>
+                                            }.into_any(),
+                                            "file" => view! {
+                                                <li><a class="snapshot-file text-sky-700 hover:underline dark:text-sky-400"
+                                                    href=format!("/api/v1/backups/{backup}/download?path={}", path)>{e.name.clone()}</a>
+                                                    {format!(" {}", size(e.size as i64))}</li>
+                                            }.into_any(),
+                                            _ => view! {
+                                                <li>{e.name.clone()}{e.link_target.clone().map(|t| format!(" -> {t}"))}</li>
+                                            }.into_any(),
+                                        }
+                                    }).collect_view()}
+                                </ul>
+                            }.into_any(),
+                        }
+                    })
+                }}
+            </Transition>
+        </div>
     }
 }

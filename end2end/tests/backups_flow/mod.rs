@@ -1,7 +1,8 @@
 //! Backups in the browser: deploy the demo image with a volume, write a file into it, set a
 //! backup schedule, "Back up now" and see the backup succeed, delete the file, restore from
-//! the card and read the file back through the app's generated hostname; then reveal the
-//! repository and have stock `restic` list the same snapshot. Saves `target/e2e-backups.png`.
+//! the card, find the file in the backup's file browser, and read it back through the app's
+//! generated hostname; then reveal the repository and have stock `restic` list the same
+//! snapshot. Saves `target/e2e-backups.png`.
 
 use std::{process::Command, time::Duration};
 
@@ -121,6 +122,29 @@ pub async fn protect_and_restore(c: &Client, berth_url: &str) -> Result<()> {
             "//ul[@id='restores']/li[1]/span[contains(@class,'restore-status') and text()='succeeded']",
         ))
         .await?;
+    // The backup's files: open the volume's directory and find the file's download link.
+    click(c, "#backups li:first-child .browse-files").await?;
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//div[@id='backup-files']//button[contains(@class,'snapshot-dir') and text()='data/']",
+        ))
+        .await?
+        .click()
+        .await?;
+    let link = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//div[@id='backup-files']//a[contains(@class,'snapshot-file') and text()='notes.txt']",
+        ))
+        .await?
+        .attr("href")
+        .await?
+        .unwrap_or_default();
+    if !link.ends_with("/download?path=/volumes/data/notes.txt") {
+        return Err(format!("unexpected download link '{link}'").into());
+    }
     c.execute(
         "document.getElementById('backups').scrollIntoView({block: 'center'});",
         vec![],

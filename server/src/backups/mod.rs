@@ -61,9 +61,13 @@ pub enum BackupError {
     /// cannot be backed up).
     #[error("reading the volumes failed: {0}")]
     Source(String),
-    /// A snapshot's entries would be written outside the restore's target.
+    /// A snapshot's entries would be written outside the restore's target, or a path asked
+    /// for is not one in a snapshot.
     #[error("the snapshot is refused: {0}")]
     Unsafe(String),
+    /// A path asked for is of the wrong kind (a file where a directory was asked, or back).
+    #[error("{0}")]
+    WrongKind(String),
     #[error("{0}")]
     Engine(#[from] RuntimeError),
     #[error("store error: {0}")]
@@ -189,7 +193,85 @@ impl BackupRunner {
         })
     }
 
-    /// The node whose volumes are read or written: where the deployment runs (its first
+    /// The entries of directory `dir` of the backup's snapshot (see `repo::snapshot_path`).
+    ///
+    /// # Errors
+    /// `Unsafe` for a path outside the snapshot's roots; `Invalid` when the backup has no
+    /// snapshot (any more) or `dir` is not a directory; `Repository` when it does not exist.
+    pub async fn list_files(
+        &self,
+        backup: &BackupRecord,
+        dir: &str,
+    ) -> Result<Vec<app::model::SnapshotEntry>, BackupError> {
+        let dir = repo::snapshot_path(dir)?;
+        let snapshot = restorable_snapshot(backup)?;
+        let access = self.access(&backup.project_id).await?;
+        tokio::task::spawn_blocking(move || {
+            let repository = repo::open_or_init(&access.location, &access.password)?;
+            repo::list_dir(repository, &snapshot, &dir)
+        })
+        .await
+        .map_err(|e| BackupError::Invalid(format!("the listing task failed: {e}")))?
+    }
+
+    /// The file `path` of the backup's snapshot as (size in bytes, a stream of its bytes).
+    /// The size is known before the first byte; a failure after it ends the stream with
+    /// an error.
+    ///
+    /// # Errors
+    /// As [`Self::list_files`], and `Invalid` when `path` is not a regular file.
+    pub async fn open_file(
+        &self,
+        backup: &BackupRecord,
+        path: &str,
+    ) -> Result<
+        (
+            u64,
+            impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+        ),
+        BackupError,
+    > {
+        let path = repo::snapshot_path(path)?;
+        let snapshot = restorable_snapshot(backup)?;
+        let access = self.access(&backup.project_id).await?;
+        let (size_tx, size_rx) = tokio::sync::oneshot::channel();
+        let (writer, stream) = pipe::ChannelWriter::new();
+        tokio::task::spawn_blocking(move || {
+            let size_tx = Mutex::new(Some(size_tx));
+            let mut writer = writer;
+            let result = repo::open_or_init(&access.location, &access.password).and_then(|r| {
+                repo::dump_file(
+                    r,
+                    &snapshot,
+                    &path,
+                    &|size| {
+                        if let Some(tx) = size_tx.lock().expect("size slot").take() {
+                            let _ = tx.send(Ok(size));
+                        }
+                    },
+                    &mut writer,
+                )
+            });
+            match result {
+                Ok(()) => {
+                    use std::io::Write;
+                    let _ = writer.flush();
+                }
+                Err(e) => match size_tx.lock().expect("size slot").take() {
+                    Some(tx) => {
+                        let _ = tx.send(Err(e));
+                    }
+                    None => writer.fail(e.to_string()),
+                },
+            }
+        });
+        let size = size_rx
+            .await
+            .map_err(|_| BackupError::Invalid("the download task ended early".into()))??;
+        Ok((size, stream))
+    }
+
+    /// The node whose volumes are read or written    /// The node whose volumes are read or written: where the deployment runs (its first
     /// instance), else the local node.
     async fn volume_node(
         &self,
@@ -433,6 +515,17 @@ impl BackupRunner {
             ))
             .await;
         Ok(summary)
+    }
+}
+
+/// The snapshot of a backup that can still be read.
+fn restorable_snapshot(backup: &BackupRecord) -> Result<String, BackupError> {
+    match (&backup.snapshot_id, backup.removed_at_ms) {
+        (Some(id), None) if backup.status == "succeeded" => Ok(id.clone()),
+        (_, Some(_)) => Err(BackupError::Invalid(
+            "retention removed this backup's snapshot".into(),
+        )),
+        _ => Err(BackupError::Invalid("the backup has no snapshot".into())),
     }
 }
 

@@ -44,6 +44,8 @@ pub struct AppState {
     pub webhooks: Arc<crate::platform::WebhookReceiver>,
     /// Live logs of the builds running in this process.
     pub build_logs: crate::builds::BuildLogs,
+    /// Reads backups' files for downloads.
+    pub backups: Arc<crate::backups::BackupRunner>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::{audit, deployments::visible_deployment, internal, projects::project_access};
 use crate::{
-    backups::{schedule, BackupRunner},
+    backups::{schedule, BackupError, BackupRunner},
     secrets::SecretBox,
     store::{BackupRecord, BackupScheduleRecord, DeploymentRecord, NewJob, RestoreRecord, Store},
 };
@@ -115,6 +115,28 @@ fn refuse_deleting(d: &DeploymentRecord) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// The API error of a failed listing or download: what the caller can fix says so, the
+/// rest is logged and opaque.
+pub fn file_error(b: &BackupRecord, e: BackupError) -> ApiError {
+    match e {
+        BackupError::Unsafe(why) | BackupError::WrongKind(why) => {
+            ApiError::invalid_field("path", "invalid_path", why)
+        }
+        BackupError::Invalid(why) => ApiError::new(409, "backup_not_readable", why),
+        BackupError::Repository(why) if why.contains("not found") || why.contains("No such") => {
+            ApiError::not_found("path_not_found", "No such path in this backup.")
+        }
+        other => {
+            tracing::error!(backup.id = %b.id, error = %other, "cannot read a backup");
+            ApiError::new(
+                500,
+                "backup_unreadable",
+                "The backup's repository could not be read; an admin can see why in the log.",
+            )
+        }
+    }
 }
 
 impl BackupsService {
@@ -351,6 +373,19 @@ impl BackupService for BackupsService {
         .await?;
         self.wake_workers.notify_waiters();
         Ok(restore_view(restore))
+    }
+
+    async fn list_backup_files(
+        &self,
+        ctx: &RequestContext,
+        id: &BackupId,
+        path: &str,
+    ) -> Result<Vec<SnapshotEntry>, ApiError> {
+        let b = self.visible_backup(ctx, id).await?;
+        self.runner
+            .list_files(&b, path)
+            .await
+            .map_err(|e| file_error(&b, e))
     }
 
     async fn get_restore(

@@ -18,7 +18,7 @@ mod webhooks;
 
 pub use accounts::AccountsService;
 pub use admin::AdminConsole;
-pub use backups::BackupsService;
+pub use backups::{file_error, BackupsService};
 pub use builds::BuildsService;
 pub use deployments::DeploymentsService;
 pub use domains::AppUrls;

@@ -1,12 +1,15 @@
 //! `/api/v1/deployments/{id}/backups`, `/api/v1/backups/{id}`, `/api/v1/backups/{id}/restore`,
 //! `/api/v1/deployments/{id}/restores`, `/api/v1/restores/{id}`,
-//! `/api/v1/deployments/{id}/backup-schedule`, `/api/v1/projects/{id}/backup-repository`.
+//! `/api/v1/deployments/{id}/backup-schedule`, `/api/v1/backups/{id}/files`,
+//! `/api/v1/backups/{id}/download`, `/api/v1/projects/{id}/backup-repository`.
 
 use app::model::*;
 use app::services::RequestContext;
 use axum::{
-    extract::{Path, State},
-    http::StatusCode,
+    body::Body,
+    extract::{Path, Query, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
     Extension, Json,
 };
 
@@ -223,4 +226,92 @@ pub async fn remove_schedule(
         .await
         .map_err(fail(&ctx))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?path=` of the file routes.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct PathQuery {
+    /// A path in the snapshot, under `/volumes` or `/databases` (default `/volumes`).
+    pub path: Option<String>,
+}
+
+/// The entries of a directory of the backup's snapshot, directories first.
+#[utoipa::path(get, path = "/api/v1/backups/{id}/files", tag = "backups",
+    params(("id" = String, Path, description = "backup id"), PathQuery),
+    responses((status = 200, body = [SnapshotEntry]), (status = 400, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn files(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> RestResult<Json<Vec<SnapshotEntry>>> {
+    let path = q.path.unwrap_or_else(|| "/volumes".into());
+    state
+        .services
+        .backups
+        .list_backup_files(&ctx, &BackupId(id), &path)
+        .await
+        .map(Json)
+        .map_err(fail(&ctx))
+}
+
+/// Downloads one file of the backup's snapshot (`application/octet-stream`, as an
+/// attachment named after the file).
+#[utoipa::path(get, path = "/api/v1/backups/{id}/download", tag = "backups",
+    params(("id" = String, Path, description = "backup id"), PathQuery),
+    responses((status = 200, content_type = "application/octet-stream"),
+        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope)))]
+pub async fn download(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> RestResult<Response> {
+    let path = q.path.unwrap_or_default();
+    // The same visibility check as every backup route.
+    state
+        .services
+        .backups
+        .get_backup(&ctx, &BackupId(id.clone()))
+        .await
+        .map_err(fail(&ctx))?;
+    let record = state
+        .store
+        .backups()
+        .backup(&id)
+        .await
+        .map_err(|e| fail(&ctx)(crate::platform::internal("load backup")(e)))?
+        .ok_or_else(|| fail(&ctx)(ApiError::internal()))?;
+    let (size, stream) = state
+        .backups
+        .open_file(&record, &path)
+        .await
+        .map_err(|e| fail(&ctx)(crate::platform::file_error(&record, e)))?;
+    let name: String = std::path::Path::new(&path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }

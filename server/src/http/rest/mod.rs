@@ -169,6 +169,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/backups/{id}", get(backups::get_one))
         .route("/backups/{id}/restore", post(backups::restore))
+        .route("/backups/{id}/files", get(backups::files))
+        .route("/backups/{id}/download", get(backups::download))
         .route("/deployments/{id}/restores", get(backups::list_restores))
         .route("/restores/{id}", get(backups::get_restore))
         .route("/projects/{id}/backup-repository", get(backups::repository))

@@ -47,7 +47,7 @@ impl Modify for Security {
         builds::list, builds::trigger, builds::get_one, builds::cancel, builds::deliveries,
         backups::create, backups::list, backups::get_one, backups::restore, backups::list_restores,
         backups::get_restore, backups::repository, backups::reveal, backups::get_schedule,
-        backups::set_schedule, backups::remove_schedule,
+        backups::set_schedule, backups::remove_schedule, backups::files, backups::download,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
