@@ -94,18 +94,8 @@ async fn dump_and_load(db: Db) {
     );
 
     // Stock restic reads the dump.
-    let repo = owner
-        .post_json(
-            &format!("/api/v1/projects/{project_id}/backup-repository/reveal"),
-            &json!({}),
-        )
-        .await
-        .expect_status(StatusCode::OK)
-        .await;
-    let (location, password) = (
-        repo["location"].as_str().unwrap(),
-        repo["password"].as_str().unwrap(),
-    );
+    let (location, password) = reveal(&owner, &project_id).await;
+    let (location, password) = (location.as_str(), password.as_str());
     let out = restic(
         location,
         password,

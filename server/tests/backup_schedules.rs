@@ -124,19 +124,8 @@ async fn schedule_and_retention(db: Db) {
         .expect_status(StatusCode::CONFLICT)
         .await;
     assert_eq!(r["error"]["code"], "backup_not_restorable", "{r:#}");
-    let repo = owner
-        .post_json(
-            &format!("/api/v1/projects/{project_id}/backup-repository/reveal"),
-            &json!({}),
-        )
-        .await
-        .expect_status(StatusCode::OK)
-        .await;
-    let out = restic(
-        repo["location"].as_str().unwrap(),
-        repo["password"].as_str().unwrap(),
-        &["snapshots", "--json"],
-    );
+    let (location, password) = reveal(&owner, &project_id).await;
+    let out = restic(&location, &password, &["snapshots", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -158,11 +147,7 @@ async fn schedule_and_retention(db: Db) {
         ids.contains(&scheduled["snapshot_id"].as_str().unwrap()),
         "{snaps:#}"
     );
-    let out = restic(
-        repo["location"].as_str().unwrap(),
-        repo["password"].as_str().unwrap(),
-        &["check"],
-    );
+    let out = restic(&location, &password, &["check"]);
     assert!(
         out.status.success(),
         "after prune: {}",

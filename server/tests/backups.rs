@@ -244,16 +244,7 @@ async fn backup_and_restore(db: Db) {
 
     // Stock restic reads the repository: the snapshots with their tags, a full check, and
     // a restore equal to the original files.
-    let repo = owner
-        .post_json(
-            &format!("/api/v1/projects/{project_id}/backup-repository/reveal"),
-            &json!({}),
-        )
-        .await
-        .expect_status(StatusCode::OK)
-        .await;
-    let location = repo["location"].as_str().unwrap().to_owned();
-    let password = repo["password"].as_str().unwrap().to_owned();
+    let (location, password) = reveal(&owner, &project_id).await;
     let plain = owner
         .get(&format!("/api/v1/projects/{project_id}/backup-repository"))
         .await

@@ -258,3 +258,19 @@ pub struct SnapshotEntry {
     /// A symlink's target.
     pub link_target: Option<String>,
 }
+
+/// `bytes` in binary units with one decimal (`1.5 MiB`; plain bytes below 1 KiB).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

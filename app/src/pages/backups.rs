@@ -12,7 +12,7 @@ use crate::{
         RestoreBackup, RevealBackupRepository, SaveBackupSchedule, StartBackup,
     },
     components::{action_error, format_time, ticker, Card, ErrorPanel, Field, FormError, Submit},
-    model::{BackupStatus, BackupView},
+    model::{human_bytes, BackupStatus, BackupView},
 };
 
 fn status_class(s: BackupStatus) -> &'static str {
@@ -34,20 +34,9 @@ fn status_text(s: BackupStatus) -> &'static str {
     }
 }
 
-/// `bytes` in binary units with one decimal.
+/// A byte count from the API (never negative) for people.
 fn size(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    human_bytes(u64::try_from(bytes).unwrap_or(0))
 }
 
 #[component]

@@ -219,14 +219,7 @@ impl BackupRunner {
                 format!("snapshot {}", &snapshot_id[..8]),
             )
             .await;
-        let staging = self
-            .settings
-            .staging_root
-            .join(format!("restore-{}", restore.id));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(|e| {
-            BackupError::Invalid(format!("cannot create {}: {e}", staging.display()))
-        })?;
+        let staging = self.fresh_staging(&format!("restore-{}", restore.id))?;
         let result = async {
             let access = self.access(&deployment.project_id).await?;
             let (snap, dest) = (snapshot_id.to_owned(), staging.clone());

@@ -28,6 +28,7 @@ use std::{
     time::Duration,
 };
 
+pub use app::model::human_bytes;
 use rustic_core::KeepOptions;
 use serde::Deserialize;
 
@@ -269,6 +270,16 @@ impl BackupRunner {
             .await
             .map_err(|_| BackupError::Invalid("the download task ended early".into()))??;
         Ok((size, stream))
+    }
+
+    /// An empty staging directory `<staging_root>/<name>` (anything an interrupted run left
+    /// there is removed first).
+    fn fresh_staging(&self, name: &str) -> Result<PathBuf, BackupError> {
+        let dir = self.settings.staging_root.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BackupError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(dir)
     }
 
     /// The node whose volumes are read or written    /// The node whose volumes are read or written: where the deployment runs (its first
@@ -549,21 +560,5 @@ async fn report_while<T>(
                 }
             }
         }
-    }
-}
-
-/// `bytes` in binary units with one decimal (`1.5 MiB`).
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -105,14 +105,7 @@ impl BackupRunner {
                 format!("snapshot {}", &snapshot_id[..8]),
             )
             .await;
-        let staging = self
-            .settings
-            .staging_root
-            .join(format!("restore-{}", restore.id));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(|e| {
-            BackupError::Invalid(format!("cannot create {}: {e}", staging.display()))
-        })?;
+        let staging = self.fresh_staging(&format!("restore-{}", restore.id))?;
         let (node_id, engine) = self.volume_node(&deployment).await?;
         let filled = self
             .fill_new_volumes(

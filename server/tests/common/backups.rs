@@ -76,3 +76,19 @@ pub fn restic(repo: &str, password: &str, args: &[&str]) -> std::process::Output
         .output()
         .expect("restic runs (Debian package restic; scripts/install-deps.sh installs it)")
 }
+
+/// The project's repository location and password, as its owner reveals them.
+pub async fn reveal(owner: &Browser, project_id: &str) -> (String, String) {
+    let repo = owner
+        .post_json(
+            &format!("/api/v1/projects/{project_id}/backup-repository/reveal"),
+            &json!({}),
+        )
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    (
+        repo["location"].as_str().unwrap().to_owned(),
+        repo["password"].as_str().unwrap().to_owned(),
+    )
+}
