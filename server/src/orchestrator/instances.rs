@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 
 use super::{
     health::{probe_http, probe_tcp, Check, ProbeKind},
-    labels, network_name, volume_name, DeployError, Orchestrator,
+    labels, network_name, DeployError, Orchestrator,
 };
 use crate::{
     runtime::{CommandHealthcheck, ContainerSpec, Engine},
@@ -82,33 +82,6 @@ impl Orchestrator {
             volumes,
             healthcheck,
         })
-    }
-
-    /// The deployment's named volumes as (Docker volume, mount path), each at the generation
-    /// the store records.
-    pub(crate) async fn volume_mounts(
-        &self,
-        deployment: &DeploymentRecord,
-        spec: &DeploymentSpec,
-    ) -> Result<Vec<(String, String)>, DeployError> {
-        let generations: std::collections::HashMap<String, i64> = self
-            .store
-            .deployments()
-            .volume_generations(&deployment.id)
-            .await?
-            .into_iter()
-            .collect();
-        Ok(spec
-            .volumes
-            .iter()
-            .map(|v| {
-                let generation = generations.get(&v.name).copied().unwrap_or(0);
-                (
-                    volume_name(&deployment.project_id, &v.name, generation),
-                    v.mount_path.clone(),
-                )
-            })
-            .collect())
     }
 
     /// Creates the project network and the deployment's volumes on the node (idempotent).

@@ -13,6 +13,7 @@ pub mod placement;
 pub mod reconciler;
 pub mod rollout;
 pub mod topology;
+mod volumes;
 
 use std::{
     collections::{BTreeMap, HashMap},

@@ -405,7 +405,7 @@ impl Orchestrator {
     }
 
     /// Scale and start: the current release gets the desired number of healthy instances.
-    async fn converge(
+    pub(super) async fn converge(
         &self,
         deployment: &DeploymentRecord,
         progress: &Progress,
@@ -415,46 +415,6 @@ impl Orchestrator {
             .await?;
         progress.done().await;
         Ok(())
-    }
-
-    /// Switches the deployment's named volumes to new generations (filled by a restore):
-    /// every instance is stopped and removed, the store switches to `generations` in one
-    /// transaction, and, when the deployment should run, the current release is started
-    /// again on the new volumes and waited for until healthy.
-    ///
-    /// # Errors
-    /// Any failure stopping the instances (then nothing was switched), writing the store, or
-    /// starting the release again (then the new volumes are in place, and the reconciler and
-    /// a later start keep trying).
-    pub async fn replace_volumes(
-        &self,
-        deployment: &DeploymentRecord,
-        generations: &[(String, i64)],
-        progress: &Progress,
-    ) -> Result<(), DeployError> {
-        progress
-            .begin("stop", "stopping the instances to switch volumes")
-            .await;
-        let locs = self
-            .store
-            .locations()
-            .for_deployment(&deployment.id)
-            .await?;
-        for r in join_all(locs.iter().map(|l| self.retire(l, STOP_GRACE_SECS))).await {
-            r?;
-        }
-        progress.begin("switch volumes", "").await;
-        self.store
-            .deployments()
-            .set_volume_generations(&deployment.id, generations)
-            .await?;
-        let result = if deployment.desired_state == "running" {
-            self.converge(deployment, progress).await
-        } else {
-            Ok(())
-        };
-        self.refresh_status(&deployment.id).await?;
-        result
     }
 
     /// Stops every instance; containers are kept so a start is quick.
@@ -537,11 +497,8 @@ impl Orchestrator {
         }
         if remove_volumes {
             progress.begin("remove volumes", "").await;
-            let volumes = self
-                .store
-                .deployments()
-                .volume_generations(&deployment.id)
-                .await?;
+            let deployments = self.store.deployments();
+            let volumes = deployments.volume_generations(&deployment.id).await?;
             for (node_id, engine) in self.engines() {
                 for (name, generation) in &volumes {
                     engine
