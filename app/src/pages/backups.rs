@@ -82,6 +82,11 @@ pub fn Backups(id: String) -> impl IntoView {
         },
         |(id, ..)| load_backup_schedule(id),
     );
+    let fid = id.clone();
+    let form_values = Resource::new(
+        move || (fid.clone(), save.version().get(), remove.version().get()),
+        |(id, ..)| load_backup_schedule(id),
+    );
     let (start_id, save_id, remove_id, reveal_id) = (id.clone(), id.clone(), id.clone(), id);
     // The backup whose files are shown, and the directory.
     let browse = RwSignal::new(None::<(String, String)>);
@@ -116,16 +121,35 @@ pub fn Backups(id: String) -> impl IntoView {
                     }
                 })}
             </Transition>
-            <ActionForm action=save attr:id="backup-schedule-form" attr:class="mt-2 grid gap-3 md:grid-cols-3">
-                <input type="hidden" name="id" value=save_id />
-                <Field label="Cron (UTC, 5 fields)" name="cron" value="0 3 * * *" required=true error=save_error />
-                <Field label="Keep last" name="keep_last" value="7" error=save_error />
-                <Field label="Keep hourly" name="keep_hourly" value="0" error=save_error />
-                <Field label="Keep daily" name="keep_daily" value="7" error=save_error />
-                <Field label="Keep weekly" name="keep_weekly" value="4" error=save_error />
-                <Field label="Keep monthly" name="keep_monthly" value="6" error=save_error />
-                <div><Submit label="Save schedule" /></div>
-            </ActionForm>
+            // The form shows the saved schedule (read once, and again after a save, not on
+            // every tick, so typing is never overwritten).
+            <Transition fallback=|| ()>
+                {move || {
+                    let save_id = save_id.clone();
+                    Suspend::new(async move {
+                        let policy = form_values.await.ok().flatten().map(|s| s.policy);
+                        let (cron, keep) = match &policy {
+                            Some(p) => (
+                                p.cron.clone(),
+                                [p.keep_last, p.keep_hourly, p.keep_daily, p.keep_weekly, p.keep_monthly],
+                            ),
+                            None => ("0 3 * * *".to_owned(), [7, 0, 7, 4, 6]),
+                        };
+                        view! {
+                            <ActionForm action=save attr:id="backup-schedule-form" attr:class="mt-2 grid gap-3 md:grid-cols-3">
+                                <input type="hidden" name="id" value=save_id />
+                                <Field label="Cron (UTC, 5 fields)" name="cron" value=cron required=true error=save_error />
+                                <Field label="Keep last" name="keep_last" value=keep[0].to_string() error=save_error />
+                                <Field label="Keep hourly" name="keep_hourly" value=keep[1].to_string() error=save_error />
+                                <Field label="Keep daily" name="keep_daily" value=keep[2].to_string() error=save_error />
+                                <Field label="Keep weekly" name="keep_weekly" value=keep[3].to_string() error=save_error />
+                                <Field label="Keep monthly" name="keep_monthly" value=keep[4].to_string() error=save_error />
+                                <div><Submit label="Save schedule" /></div>
+                            </ActionForm>
+                        }
+                    })
+                }}
+            </Transition>
             <FormError error=save_error />
             <ActionForm action=remove>
                 <input type="hidden" name="id" value=remove_id />

@@ -95,6 +95,20 @@ pub async fn protect_and_restore(c: &Client, berth_url: &str) -> Result<()> {
         ))
         .await?;
 
+    // Opened again, the form shows the saved schedule.
+    c.refresh().await?;
+    let shown = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#backup-schedule-form input[name=cron]"))
+        .await?
+        .prop("value")
+        .await?
+        .unwrap_or_default();
+    if shown != "0 4 * * *" {
+        return Err(format!("the schedule form shows '{shown}'").into());
+    }
+
     // Back up now: the list (read again every 2 s) shows it succeed.
     click(c, "#backup-now-form button[type=submit]").await?;
     let done =
