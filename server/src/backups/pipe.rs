@@ -3,13 +3,7 @@
 //! what an async task pumps in, a [`ChannelWriter`] hands what it is given to an async
 //! stream. Both are bounded, so neither side runs ahead by more than a few chunks.
 
-use std::{
-    io::{self, Read, Write},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-};
+use std::io::{self, Read, Write};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -34,8 +28,6 @@ pub struct StreamReader {
     rx: tokio::sync::mpsc::Receiver<Chunk>,
     current: Bytes,
     done: bool,
-    /// Bytes read so far, for progress.
-    pub read_bytes: Arc<AtomicU64>,
 }
 
 impl StreamReader {
@@ -67,7 +59,6 @@ impl StreamReader {
             rx,
             current: Bytes::new(),
             done: false,
-            read_bytes: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -87,7 +78,6 @@ impl Read for StreamReader {
         }
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
-        self.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
