@@ -70,4 +70,12 @@ if [[ $want_test -eq 1 ]]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'oidc-provider-mock==0.3.4'
   fi
+  # A real S3-compatible server (moto in server mode) for the S3 backup repository tests.
+  venv=${BERTH_CACHE_DIR:-$HOME/.cache/berth}/moto-server
+  if ! "$venv/bin/python" -c 'import moto.server' 2>/dev/null; then
+    echo "install-deps: installing moto into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server,s3]==5.2.5'
+  fi
 fi

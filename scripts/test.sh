@@ -68,6 +68,7 @@ if [[ -z ${BERTH_TEST_POSTGRES_URL:-} ]]; then
 fi
 
 export BERTH_OIDC_MOCK_PYTHON=${BERTH_CACHE_DIR:-$HOME/.cache/berth}/oidc-provider-mock/bin/python
+export BERTH_MOTO_SERVER=${BERTH_CACHE_DIR:-$HOME/.cache/berth}/moto-server/bin/moto_server
 
 step "unit + integration tests (app, server; SQLite and PostgreSQL; OIDC provider)"
 cargo test -p app -p server

@@ -479,6 +479,29 @@ pub trait BackupService: Send + Sync {
         project: &ProjectId,
         reveal_password: bool,
     ) -> Result<BackupRepositoryView, ApiError>;
+    /// Admins: where the region's new backup repositories are made (`local` unless set).
+    /// 404 `region_not_found`.
+    async fn backup_destination(
+        &self,
+        ctx: &RequestContext,
+        region: &str,
+    ) -> Result<BackupDestinationView, ApiError>;
+    /// Admins: keep the region's new repositories in an S3-compatible bucket. The settings
+    /// are validated and the bucket is listed once with them (400 `invalid_backup_destination`
+    /// naming the field, 400 `backup_destination_unreachable` with the server's answer);
+    /// existing repositories stay where they are. Audited, without the secret.
+    async fn set_backup_destination(
+        &self,
+        ctx: &RequestContext,
+        region: &str,
+        destination: S3Destination,
+    ) -> Result<BackupDestinationView, ApiError>;
+    /// Admins: back to local directories for the region's new repositories.
+    async fn remove_backup_destination(
+        &self,
+        ctx: &RequestContext,
+        region: &str,
+    ) -> Result<BackupDestinationView, ApiError>;
 }
 
 /// The handles `server` provides to server functions (Leptos context) and REST handlers.

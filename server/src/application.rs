@@ -110,6 +110,8 @@ impl Application {
             BackupSettings {
                 repository_root: config.data_dir.join("backups"),
                 staging_root: config.data_dir.join("backup-staging"),
+                check_interval_ms: i64::from(config.backup_check_interval_hours) * 3_600_000,
+                check_read_data_percent: config.backup_check_read_data_percent,
             },
         ));
         let workers = Arc::new(Workers::new(
@@ -119,6 +121,7 @@ impl Application {
                 kinds: vec![
                     ("build", builder.clone()),
                     ("backup", backup_runner.clone()),
+                    ("backup_check", backup_runner.clone()),
                     ("restore", backup_runner.clone()),
                 ],
             }),
@@ -276,6 +279,10 @@ impl Application {
             tasks.push(tokio::spawn(crate::backups::schedule::run_scheduler(
                 store.clone(),
                 workers.waker(),
+                crate::backups::schedule::CheckSchedule {
+                    interval_ms: i64::from(config.backup_check_interval_hours) * 3_600_000,
+                    read_data_percent: config.backup_check_read_data_percent,
+                },
             )));
             let verifier = Arc::new(DomainVerifier::new(
                 store.clone(),

@@ -158,3 +158,52 @@ pub async fn list_backup_files(
         .await
         .map_err(super::tag(&ctx))
 }
+
+/// Admins: a region's backup destination (`local` unless an S3 bucket is set).
+#[server(prefix = "/rpc", endpoint = "backup_destination")]
+pub async fn backup_destination(region: String) -> Result<BackupDestinationView, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .backups
+        .backup_destination(&ctx, &region)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Admins: keep the region's new backup repositories in an S3-compatible bucket.
+#[server(prefix = "/rpc", endpoint = "set_backup_destination")]
+pub async fn set_backup_destination(
+    region: String,
+    endpoint: String,
+    bucket: String,
+    s3_region: String,
+    prefix: String,
+    access_key_id: String,
+    secret_access_key: String,
+) -> Result<BackupDestinationView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let destination = S3Destination {
+        endpoint,
+        bucket,
+        region: s3_region,
+        prefix,
+        access_key_id,
+        secret_access_key,
+    };
+    services
+        .backups
+        .set_backup_destination(&ctx, &region, destination)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Admins: back to local directories for the region's new backup repositories.
+#[server(prefix = "/rpc", endpoint = "remove_backup_destination")]
+pub async fn remove_backup_destination(region: String) -> Result<BackupDestinationView, ApiError> {
+    let (services, ctx) = super::context()?;
+    services
+        .backups
+        .remove_backup_destination(&ctx, &region)
+        .await
+        .map_err(super::tag(&ctx))
+}

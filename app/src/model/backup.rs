@@ -101,12 +101,19 @@ pub struct RestoreView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BackupRepositoryView {
-    /// `local`.
+    /// `local` or `s3`.
     pub kind: String,
-    /// The repository's directory on the Berth host (`restic -r <location>`).
+    /// `restic -r <location>`: the directory on the Berth host, or `s3:<endpoint>/<bucket>/<key
+    /// prefix>`.
     pub location: String,
     /// Only in the answer of the explicit reveal call, never in listings.
     pub password: Option<String>,
+    /// For `s3`, only in the reveal answer: restic's `AWS_ACCESS_KEY_ID`.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// For `s3`, only in the reveal answer: restic's `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
     pub created_at_ms: i64,
 }
 

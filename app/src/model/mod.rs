@@ -53,6 +53,7 @@ id_type!(
 );
 
 mod backup;
+mod backup_destination;
 mod build;
 mod deployment;
 mod deployment_form;
@@ -60,6 +61,7 @@ mod domain;
 mod metrics;
 mod validate_spec;
 pub use backup::*;
+pub use backup_destination::*;
 pub use build::*;
 pub use deployment::*;
 pub use deployment_form::DeploymentForm;

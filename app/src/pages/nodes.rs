@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 
 use crate::{
+    api::backups::{backup_destination, RemoveBackupDestination, SetBackupDestination},
     api::topology::{
         list_nodes, list_plans, list_regions, ConnectNode, CreatePlan, EditPlan, SetNodeState,
         SetPlacementStrategy,
@@ -11,7 +12,7 @@ use crate::{
     components::{
         action_error, format_time, Card, ErrorPanel, Field, FormError, Portal, Submit, TextArea,
     },
-    model::{NodeState, PlacementStrategy},
+    model::{BackupDestinationView, NodeState, PlacementStrategy},
 };
 
 /// Thousandths of a core as cores, e.g. 250 -> "0.25".
@@ -182,8 +183,11 @@ fn RegionsCard() -> impl IntoView {
                         Err(e) => view! { <ErrorPanel error=e /> }.into_any(),
                         Ok(list) => view! {
                             <ul id="regions" class="divide-y divide-slate-200 text-sm dark:divide-slate-800">
-                                {list.into_iter().map(|r| view! {
-                                    <li class="flex items-center justify-between py-2">
+                                {list.into_iter().map(|r| {
+                                    let region_name = r.name.clone();
+                                    view! {
+                                    <li class="py-2">
+                                    <div class="flex items-center justify-between">
                                         <span class="font-medium">{r.name.clone()}</span>
                                         <ActionForm action=set attr:class="flex items-center gap-2">
                                             <input type="hidden" name="region" value=r.name.clone() />
@@ -194,14 +198,85 @@ fn RegionsCard() -> impl IntoView {
                                             </select>
                                             <button type="submit" class="text-sky-700 hover:underline dark:text-sky-400">"Save"</button>
                                         </ActionForm>
+                                    </div>
+                                    <BackupDestinationForm region=region_name />
                                     </li>
-                                }).collect_view()}
+                                }}).collect_view()}
                             </ul>
                         }.into_any(),
                     }
                 })}
             </Transition>
         </Card>
+    }
+}
+
+/// A region's backup destination: where its projects' new backup repositories are made (a
+/// local directory, or an S3-compatible bucket checked before it is saved).
+#[component]
+fn BackupDestinationForm(region: String) -> impl IntoView {
+    let set = ServerAction::<SetBackupDestination>::new();
+    let remove = ServerAction::<RemoveBackupDestination>::new();
+    let error = action_error(set.value());
+    let current = {
+        let region = region.clone();
+        Resource::new(
+            move || (set.version().get(), remove.version().get()),
+            move |_| backup_destination(region.clone()),
+        )
+    };
+    let shown = move |d: BackupDestinationView| match d.kind.as_str() {
+        "s3" => format!(
+            "S3: {}/{}/{} (key {})",
+            d.endpoint.unwrap_or_default(),
+            d.bucket.unwrap_or_default(),
+            d.prefix.unwrap_or_default(),
+            d.access_key_id.unwrap_or_default()
+        ),
+        _ => "a local directory under the data directory".to_owned(),
+    };
+    let remove_region = region.clone();
+    view! {
+        <div class="backup-destination mt-1 text-slate-500">
+            "New backup repositories: "
+            <Transition fallback=|| ()>
+                {move || {
+                let region = remove_region.clone();
+                Suspend::new(async move {
+                    match current.await {
+                        Err(e) => view! { <ErrorPanel error=e /> }.into_any(),
+                        Ok(d) => {
+                            let is_s3 = d.kind == "s3";
+                            view! {
+                                <span class="destination">{shown(d)}</span>
+                                {is_s3.then(|| view! {
+                                    <ActionForm action=remove attr:class="inline ml-2">
+                                        <input type="hidden" name="region" value=region />
+                                        <button type="submit" class="text-sky-700 hover:underline dark:text-sky-400">"Use local"</button>
+                                    </ActionForm>
+                                })}
+                            }.into_any()
+                        }
+                    }
+                })
+                }}
+            </Transition>
+            <details class="mt-2" open=move || error.get().is_some()>
+                <summary class="cursor-pointer text-sky-700 dark:text-sky-400">"Keep them in S3-compatible storage"</summary>
+                <p class="mt-2">"Berth lists the bucket once with these keys and saves nothing if it cannot. Existing repositories stay where they are."</p>
+                <ActionForm action=set attr:class="mt-2 grid gap-3 md:grid-cols-2">
+                    <input type="hidden" name="region" value=region.clone() />
+                    <Field label="Endpoint" name="endpoint" placeholder="https://s3.eu-west-1.amazonaws.com" required=true error=error />
+                    <Field label="Bucket" name="bucket" placeholder="berth-backups" required=true error=error />
+                    <Field label="Signing region" name="s3_region" value="us-east-1" error=error />
+                    <Field label="Key prefix" name="prefix" placeholder="berth" error=error />
+                    <Field label="Access key id" name="access_key_id" required=true error=error />
+                    <Field label="Secret access key" name="secret_access_key" kind="password" required=true error=error />
+                    <div><Submit label="Check and save" /></div>
+                </ActionForm>
+                <FormError error=error all=true />
+            </details>
+        </div>
     }
 }
 

@@ -14,10 +14,12 @@
 //! - Database servers (`DeploymentSpec::database`) are backed up as dumps taken inside a
 //!   running instance, and restored by loading the dump back (`dump`).
 
+mod check;
 mod dump;
 pub mod pipe;
 pub mod repo;
 mod restore;
+pub mod s3;
 pub mod schedule;
 pub mod tar_source;
 
@@ -29,6 +31,7 @@ use std::{
 };
 
 pub use app::model::human_bytes;
+pub use check::fire_due_checks;
 use rustic_core::KeepOptions;
 use serde::Deserialize;
 
@@ -90,12 +93,17 @@ pub struct BackupSettings {
     pub repository_root: PathBuf,
     /// Restores are staged, and large files of a backup wait, under it.
     pub staging_root: PathBuf,
+    /// Time between the scheduled checks of a repository, milliseconds.
+    pub check_interval_ms: i64,
+    /// Share of the pack files a check reads, percent (0–100).
+    pub check_read_data_percent: u8,
 }
 
 #[derive(Deserialize)]
 struct Payload {
     backup_id: Option<String>,
     restore_id: Option<String>,
+    check_id: Option<String>,
 }
 
 /// Runs backup and restore jobs.
@@ -117,10 +125,30 @@ impl crate::jobs::JobHandler for BackupRunner {
         Box::pin(async move {
             let payload: Payload = serde_json::from_str(&job.payload)
                 .map_err(|e| format!("unreadable job payload: {e}"))?;
-            match (job.kind.as_str(), payload.backup_id, payload.restore_id) {
-                ("backup", Some(id), _) => self.run_backup(&id, progress).await,
-                ("restore", _, Some(id)) => self.run_restore(&id, progress).await,
-                (kind, _, _) => Err(format!("job kind '{kind}' lacks its backup or restore")),
+            match (job.kind.as_str(), payload) {
+                (
+                    "backup",
+                    Payload {
+                        backup_id: Some(id),
+                        ..
+                    },
+                ) => self.run_backup(&id, progress).await,
+                (
+                    "restore",
+                    Payload {
+                        restore_id: Some(id),
+                        ..
+                    },
+                ) => self.run_restore(&id, progress).await,
+                (
+                    "backup_check",
+                    Payload {
+                        check_id: Some(id), ..
+                    },
+                ) => self.run_check(&id, progress).await,
+                (kind, _) => Err(format!(
+                    "job kind '{kind}' lacks its backup, restore or check"
+                )),
             }
         })
     }
@@ -128,7 +156,7 @@ impl crate::jobs::JobHandler for BackupRunner {
 
 /// A repository's location and password, opened.
 struct RepositoryAccess {
-    location: PathBuf,
+    location: repo::Location,
     password: String,
 }
 
@@ -157,7 +185,10 @@ impl BackupRunner {
             .clone()
     }
 
-    /// The project's repository record, made (with a new random password) on first use.
+    /// The project's repository record, made (with a new random password) on first use:
+    /// in the backup destination of the region the project's instances run in (the first
+    /// by name, see [`crate::store::BackupDestinations::for_project`]), else in a local
+    /// directory under the data directory.
     ///
     /// # Errors
     /// `Store` when it cannot be read or written.
@@ -168,19 +199,83 @@ impl BackupRunner {
         if let Some(r) = self.store.backups().repository(project_id).await? {
             return Ok(r);
         }
-        let record = BackupRepositoryRecord {
-            project_id: project_id.to_owned(),
-            kind: "local".into(),
-            location: self
-                .settings
-                .repository_root
-                .join(project_id)
-                .to_string_lossy()
-                .into_owned(),
-            password: self.secrets.seal(&random_hex(32)),
-            created_at_ms: crate::store::now_ms(),
+        let password = self.secrets.seal(&random_hex(32));
+        let created_at_ms = crate::store::now_ms();
+        let next_check_at_ms = created_at_ms + self.settings.check_interval_ms;
+        let record = match self
+            .store
+            .backup_destinations()
+            .for_project(project_id)
+            .await?
+        {
+            Some(d) => {
+                let secret_access_key = self.secrets.open(&d.secret_access_key).map_err(|e| {
+                    BackupError::Repository(format!(
+                        "the secret key of region {}'s backup destination cannot be read: {e}",
+                        d.region
+                    ))
+                })?;
+                let destination = app::model::S3Destination {
+                    endpoint: d.endpoint,
+                    bucket: d.bucket,
+                    region: d.s3_region,
+                    prefix: d.prefix,
+                    access_key_id: d.access_key_id,
+                    secret_access_key,
+                };
+                let root = destination.repository_prefix(project_id);
+                let s3 = s3::S3Repository { destination, root };
+                let location = s3.location();
+                let json = serde_json::to_string(&s3).map_err(|e| {
+                    BackupError::Repository(format!("cannot record the S3 settings: {e}"))
+                })?;
+                BackupRepositoryRecord {
+                    project_id: project_id.to_owned(),
+                    kind: "s3".into(),
+                    location,
+                    password,
+                    s3: Some(self.secrets.seal(&json)),
+                    restore_drill: false,
+                    next_check_at_ms,
+                    created_at_ms,
+                }
+            }
+            None => BackupRepositoryRecord {
+                project_id: project_id.to_owned(),
+                kind: "local".into(),
+                location: self
+                    .settings
+                    .repository_root
+                    .join(project_id)
+                    .to_string_lossy()
+                    .into_owned(),
+                password,
+                s3: None,
+                restore_drill: false,
+                next_check_at_ms,
+                created_at_ms,
+            },
         };
         Ok(self.store.backups().ensure_repository(&record).await?)
+    }
+
+    /// The S3 settings of a repository record (`None` for a local one).
+    ///
+    /// # Errors
+    /// `Repository` when the sealed settings cannot be opened or read.
+    pub fn s3_settings(
+        &self,
+        record: &BackupRepositoryRecord,
+    ) -> Result<Option<s3::S3Repository>, BackupError> {
+        let Some(sealed) = &record.s3 else {
+            return Ok(None);
+        };
+        let json = self.secrets.open(sealed).map_err(|e| {
+            BackupError::Repository(format!("the repository's S3 settings cannot be read: {e}"))
+        })?;
+        serde_json::from_str(&json).map(Some).map_err(|e| {
+            BackupError::Repository(format!("the repository's S3 settings are damaged: {e}"))
+        })
     }
 
     async fn access(&self, project_id: &str) -> Result<RepositoryAccess, BackupError> {
@@ -188,10 +283,11 @@ impl BackupRunner {
         let password = self.secrets.open(&record.password).map_err(|e| {
             BackupError::Repository(format!("the repository password cannot be read: {e}"))
         })?;
-        Ok(RepositoryAccess {
-            location: PathBuf::from(record.location),
-            password,
-        })
+        let location = match self.s3_settings(&record)? {
+            Some(s3) => repo::Location::S3(s3),
+            None => repo::Location::Local(PathBuf::from(record.location)),
+        };
+        Ok(RepositoryAccess { location, password })
     }
 
     /// The entries of directory `dir` of the backup's snapshot (see `repo::snapshot_path`).

@@ -12,12 +12,13 @@ use rustic_backend::LocalBackend;
 use rustic_core::{
     jiff::Zoned,
     repofile::{Node, SnapshotFile},
-    BackupOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions, LocalDestination,
-    LsOptions, OpenStatus, PruneOptions, Repository, RepositoryBackends, RepositoryOptions,
-    RestoreOptions, SnapshotOptions,
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
+    LocalDestination, LsOptions, OpenStatus, PruneOptions, ReadSubsetOption, Repository,
+    RepositoryBackends, RepositoryOptions, RestoreOptions, SnapshotOptions,
 };
 
 use super::{
+    s3::{S3Backend, S3Repository},
     tar_source::{SourceInput, SourceStats, TarSource},
     BackupError,
 };
@@ -68,27 +69,55 @@ fn rustic(e: Box<rustic_core::RusticError>) -> BackupError {
     BackupError::Repository(text.trim_start_matches("Error: ").to_owned())
 }
 
-/// Opens the repository in `location`, creating it (and the directory) on first use.
+/// Where a repository lives.
+#[derive(Clone)]
+pub enum Location {
+    /// A directory on this host.
+    Local(PathBuf),
+    /// A key prefix in an S3-compatible bucket.
+    S3(S3Repository),
+}
+
+impl Location {
+    /// restic's name of it (`restic -r <this>`).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Local(path) => path.display().to_string(),
+            Self::S3(repo) => repo.location(),
+        }
+    }
+}
+
+/// Opens the repository in `location`, creating it (and a local directory) on first use.
 ///
 /// # Errors
-/// `Repository` when the directory cannot be used, the password does not open it (a wrong
+/// `Repository` when the place cannot be used (a directory that cannot be made, an S3
+/// endpoint, bucket or key that does not answer), the password does not open it (a wrong
 /// key), or the files are not a repository.
 pub fn open_or_init(
-    location: &Path,
+    location: &Location,
     password: &str,
 ) -> Result<Repository<OpenStatus>, BackupError> {
-    let backend = LocalBackend::new(location.to_string_lossy(), []).map_err(rustic)?;
-    let backends = RepositoryBackends::new(Arc::new(backend), None);
-    // No local cache: the repository is on this host already.
+    let backend: Arc<dyn rustic_core::WriteBackend> = match location {
+        Location::Local(path) => {
+            Arc::new(LocalBackend::new(path.to_string_lossy(), []).map_err(rustic)?)
+        }
+        Location::S3(repo) => Arc::new(S3Backend::new(repo)?),
+    };
+    let backends = RepositoryBackends::new(backend, None);
+    // No local cache: a local repository is on this host already, and an S3 one is read
+    // fresh each time (a cache would need its own upkeep per controller).
     let options = RepositoryOptions::default().no_cache(true);
     let repo = Repository::new(&options, &backends).map_err(rustic)?;
     let credentials = Credentials::password(password);
     if repo.config_id().map_err(rustic)?.is_some() {
         repo.open(&credentials).map_err(rustic)
     } else {
-        std::fs::create_dir_all(location).map_err(|e| {
-            BackupError::Repository(format!("cannot create {}: {e}", location.display()))
-        })?;
+        if let Location::Local(path) = location {
+            std::fs::create_dir_all(path).map_err(|e| {
+                BackupError::Repository(format!("cannot create {}: {e}", path.display()))
+            })?;
+        }
         repo.init(
             &credentials,
             &KeyOptions::default(),
@@ -228,6 +257,55 @@ pub fn restore_to(
     repo.restore(plan, &options, entries.into_iter().map(Ok), &destination)
         .map_err(rustic)?;
     Ok((files, bytes))
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Snapshots whose trees were checked.
+    pub snapshots: usize,
+    /// rustic's errors (integrity is affected), one line each.
+    pub errors: Vec<String>,
+    /// rustic's warnings (something to tidy; integrity is not affected).
+    pub warnings: Vec<String>,
+}
+
+/// restic's `check`: the repository's structure, every snapshot's trees and the index, and
+/// the contents of about `read_data_percent` % of the pack files picked at random (their
+/// blobs decrypted and hashed; 0 reads none, 100 all).
+///
+/// # Errors
+/// `Repository` when the repository cannot be read at all; what `check` finds is in the
+/// report, not an error.
+pub fn check(
+    repo: Repository<OpenStatus>,
+    read_data_percent: u8,
+) -> Result<CheckReport, BackupError> {
+    let snapshots = repo.get_all_snapshots().map_err(rustic)?.len();
+    let subset = if read_data_percent >= 100 {
+        ReadSubsetOption::All
+    } else {
+        ReadSubsetOption::Percentage(f64::from(read_data_percent))
+    };
+    let options = CheckOptions::default()
+        .read_data(read_data_percent > 0)
+        .read_data_subset(subset);
+    let results = repo.check(options).map_err(rustic)?;
+    let mut report = CheckReport {
+        snapshots,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for (level, finding) in results.0 {
+        // The level type is not exported; its Debug name is `Error` or `Warn`.
+        let text = finding.to_string();
+        if format!("{level:?}") == "Error" {
+            report.errors.push(text);
+        } else {
+            report.warnings.push(text);
+        }
+    }
+    Ok(report)
 }
 
 /// The snapshots in the repository (for checks and the listing of what restic sees).

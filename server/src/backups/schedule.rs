@@ -130,17 +130,37 @@ async fn fire_one(store: &Store, s: &BackupScheduleRecord, now_ms: i64) -> Resul
         .map_err(|e| e.to_string())
 }
 
-/// Runs [`fire_due`] every [`POLL_INTERVAL`] until the task is aborted, waking `workers`
-/// after queueing.
-pub async fn run_scheduler(store: Store, workers: Arc<Notify>) {
+/// How repositories' scheduled checks are queued (see [`super::fire_due_checks`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CheckSchedule {
+    /// Time between two checks of a repository, milliseconds.
+    pub interval_ms: i64,
+    /// Share of the pack files each check reads, percent.
+    pub read_data_percent: u8,
+}
+
+/// Runs [`fire_due`] and the repositories' due checks every [`POLL_INTERVAL`] until the task
+/// is aborted, waking `workers` after queueing.
+pub async fn run_scheduler(store: Store, workers: Arc<Notify>, checks: CheckSchedule) {
     loop {
-        match fire_due(&store, crate::store::now_ms()).await {
+        let now = crate::store::now_ms();
+        match fire_due(&store, now).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(backups = n, "scheduled backups queued");
                 workers.notify_waiters();
             }
             Err(e) => tracing::warn!(error = %e, "cannot read backup schedules"),
+        }
+        match super::fire_due_checks(&store, now, checks.interval_ms, checks.read_data_percent)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(checks = n, "scheduled repository checks queued");
+                workers.notify_waiters();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the repositories' check times"),
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }

@@ -43,8 +43,9 @@ impl std::fmt::Debug for FetchRequest {
     }
 }
 
-/// The process-wide rustls provider (ring) that gix's reqwest transport uses.
-fn install_tls_provider() {
+/// The process-wide rustls provider (ring) that the reqwest 0.13 clients use (gix's transport,
+/// the S3 backup repositories).
+pub(crate) fn install_tls_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Err means another part of the process installed one first, which serves as well.

@@ -184,6 +184,12 @@ pub struct Config {
     pub metrics_minutes_retention_days: u32,
     /// Days of hourly usage kept for billing (at least 1). Default 400.
     pub metrics_hours_retention_days: u32,
+    /// Hours between the scheduled checks of each backup repository (at least 1). Default
+    /// 168 (weekly).
+    pub backup_check_interval_hours: u32,
+    /// Share of a repository's pack files a check reads and verifies, percent (0–100).
+    /// Default 10.
+    pub backup_check_read_data_percent: u8,
     /// Builds run at the same time on one node; more wait their turn. Default 2.
     pub build_concurrency: u32,
     /// Seconds a build (fetch and image build) may take before it is stopped. Default 1800.
@@ -255,6 +261,8 @@ impl Default for Config {
             metrics_token: None,
             metrics_minutes_retention_days: 7,
             metrics_hours_retention_days: 400,
+            backup_check_interval_hours: 168,
+            backup_check_read_data_percent: 10,
             acme_dns_update: None,
             build_concurrency: 2,
             build_timeout_secs: 1800,
@@ -457,7 +465,17 @@ impl Config {
                 });
             }
         }
+        if self.backup_check_read_data_percent > 100 {
+            return Err(ConfigError::Key {
+                key: "backup_check_read_data_percent".into(),
+                message: "must be 0–100 (percent)".into(),
+            });
+        }
         for (key, value) in [
+            (
+                "backup_check_interval_hours",
+                u64::from(self.backup_check_interval_hours),
+            ),
             ("build_concurrency", u64::from(self.build_concurrency)),
             ("build_timeout_secs", self.build_timeout_secs),
             ("build_context_max_bytes", self.build_context_max_bytes),

@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::{audit, deployments::visible_deployment, internal, projects::project_access};
+use super::{
+    audit, backup_destinations, deployments::visible_deployment, internal, projects::project_access,
+};
 use crate::{
     backups::{schedule, BackupError, BackupRunner},
     secrets::SecretBox,
@@ -540,11 +542,24 @@ impl BackupService for BackupsService {
                 tracing::error!(project.id = %access.project.id, error = %e, "cannot make the backup repository record");
                 ApiError::internal()
             })?;
-        let password = if reveal_password {
-            let plain = self.secrets.open(&record.password).map_err(|e| {
-                tracing::error!(project.id = %access.project.id, error = %e, "cannot open the repository password");
+        let mut view = BackupRepositoryView {
+            kind: record.kind.clone(),
+            location: record.location.clone(),
+            password: None,
+            access_key_id: None,
+            secret_access_key: None,
+            created_at_ms: record.created_at_ms,
+        };
+        if reveal_password {
+            let fail = |e: &dyn std::fmt::Display| {
+                tracing::error!(project.id = %access.project.id, error = %e, "cannot open the repository's secrets");
                 ApiError::internal()
-            })?;
+            };
+            view.password = Some(self.secrets.open(&record.password).map_err(|e| fail(&e))?);
+            if let Some(s3) = self.runner.s3_settings(&record).map_err(|e| fail(&e))? {
+                view.access_key_id = Some(s3.destination.access_key_id);
+                view.secret_access_key = Some(s3.destination.secret_access_key);
+            }
             audit(
                 &self.store,
                 ctx,
@@ -554,15 +569,32 @@ impl BackupService for BackupsService {
                 json!({}),
             )
             .await?;
-            Some(plain)
-        } else {
-            None
-        };
-        Ok(BackupRepositoryView {
-            kind: record.kind,
-            location: record.location,
-            password,
-            created_at_ms: record.created_at_ms,
-        })
+        }
+        Ok(view)
+    }
+
+    async fn backup_destination(
+        &self,
+        ctx: &RequestContext,
+        region: &str,
+    ) -> Result<BackupDestinationView, ApiError> {
+        backup_destinations::get(&self.store, ctx, region).await
+    }
+
+    async fn set_backup_destination(
+        &self,
+        ctx: &RequestContext,
+        region: &str,
+        destination: S3Destination,
+    ) -> Result<BackupDestinationView, ApiError> {
+        backup_destinations::set(&self.store, &self.secrets, ctx, region, destination).await
+    }
+
+    async fn remove_backup_destination(
+        &self,
+        ctx: &RequestContext,
+        region: &str,
+    ) -> Result<BackupDestinationView, ApiError> {
+        backup_destinations::remove(&self.store, ctx, region).await
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 mod admin;
+mod backup_destinations;
 mod backups;
 mod builds;
 mod deployment_jobs;

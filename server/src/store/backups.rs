@@ -10,13 +10,19 @@ use super::{
 };
 
 /// A project's backup repository. `password` is sealed (`server::secrets`); `location` is
-/// the repository's directory for `kind = "local"`.
+/// the repository's directory for `kind = "local"` and restic's `s3:<endpoint>/<bucket>/<key
+/// prefix>` for `kind = "s3"`, whose settings (with the secret key) are the sealed JSON `s3`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupRepositoryRecord {
     pub project_id: String,
     pub kind: String,
     pub location: String,
     pub password: String,
+    pub s3: Option<String>,
+    /// Whether scheduled checks include a restore drill.
+    pub restore_drill: bool,
+    /// When the next scheduled check is due (epoch ms).
+    pub next_check_at_ms: i64,
     pub created_at_ms: i64,
 }
 
@@ -79,14 +85,15 @@ pub enum BackupOutcome {
     Failed(String),
 }
 
-const BACKUP_COLUMNS: &str = "id, project_id, deployment_id, deployment_name, release_id, kind, \
+pub(super) const BACKUP_COLUMNS: &str =
+    "id, project_id, deployment_id, deployment_name, release_id, kind, \
      trigger_kind, status, volumes, node_id, snapshot_id, files, bytes_total, bytes_added, \
      failure, job_id, created_by, created_at_ms, started_at_ms, finished_at_ms, removed_at_ms";
 
 const RESTORE_COLUMNS: &str = "id, project_id, deployment_id, backup_id, status, files, \
      bytes_total, failure, job_id, created_by, created_at_ms, started_at_ms, finished_at_ms";
 
-fn backup_from_row(row: &AnyRow) -> Result<BackupRecord, sqlx::Error> {
+pub(super) fn backup_from_row(row: &AnyRow) -> Result<BackupRecord, sqlx::Error> {
     Ok(BackupRecord {
         id: row.try_get("id")?,
         project_id: row.try_get("project_id")?,
@@ -182,8 +189,8 @@ impl<'a> Backups<'a> {
         project_id: &str,
     ) -> StoreResult<Option<BackupRepositoryRecord>> {
         let row = sqlx::query(
-            "SELECT project_id, kind, location, password, created_at_ms \
-             FROM backup_repositories WHERE project_id = $1",
+            "SELECT project_id, kind, location, password, s3, restore_drill, next_check_at_ms, \
+             created_at_ms FROM backup_repositories WHERE project_id = $1",
         )
         .bind(project_id)
         .fetch_optional(self.pool)
@@ -195,6 +202,9 @@ impl<'a> Backups<'a> {
                     kind: row.try_get("kind")?,
                     location: row.try_get("location")?,
                     password: row.try_get("password")?,
+                    s3: row.try_get("s3")?,
+                    restore_drill: super::flag(row.try_get("restore_drill")?),
+                    next_check_at_ms: row.try_get("next_check_at_ms")?,
                     created_at_ms: row.try_get("created_at_ms")?,
                 })
             })
@@ -208,13 +218,17 @@ impl<'a> Backups<'a> {
         repo: &BackupRepositoryRecord,
     ) -> StoreResult<BackupRepositoryRecord> {
         sqlx::query(
-            "INSERT INTO backup_repositories (project_id, kind, location, password, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (project_id) DO NOTHING",
+            "INSERT INTO backup_repositories (project_id, kind, location, password, s3, \
+             restore_drill, next_check_at_ms, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (project_id) DO NOTHING",
         )
         .bind(&repo.project_id)
         .bind(&repo.kind)
         .bind(&repo.location)
         .bind(&repo.password)
+        .bind(&repo.s3)
+        .bind(i64::from(repo.restore_drill))
+        .bind(repo.next_check_at_ms)
         .bind(repo.created_at_ms)
         .execute(self.pool)
         .await?;

@@ -8,6 +8,8 @@
 //! 0/1 flags, so the same repository code and the same contract tests cover both.
 
 mod audit;
+mod backup_checks;
+mod backup_destinations;
 mod backup_schedules;
 mod backups;
 mod builds;
@@ -26,6 +28,8 @@ mod topology;
 mod users;
 
 pub use audit::{AuditEventRecord, AuditEvents, NewAuditEvent};
+pub use backup_checks::{BackupCheckRecord, BackupChecks, CheckOutcome, DueCheck};
+pub use backup_destinations::{BackupDestinationRecord, BackupDestinations};
 pub use backup_schedules::{BackupScheduleRecord, BackupSchedules};
 pub use backups::{BackupOutcome, BackupRecord, BackupRepositoryRecord, Backups, RestoreRecord};
 pub use builds::{BuildRecord, Builds, GitSourceRecord, NewBuild};
@@ -250,6 +254,14 @@ impl Store {
 
     pub fn backup_schedules(&self) -> BackupSchedules<'_> {
         BackupSchedules::new(&self.pool)
+    }
+
+    pub fn backup_checks(&self) -> BackupChecks<'_> {
+        BackupChecks::new(&self.pool)
+    }
+
+    pub fn backup_destinations(&self) -> BackupDestinations<'_> {
+        BackupDestinations::new(&self.pool)
     }
 
     pub fn backups(&self) -> Backups<'_> {

@@ -92,3 +92,67 @@ pub async fn reveal(owner: &Browser, project_id: &str) -> (String, String) {
         repo["password"].as_str().unwrap().to_owned(),
     )
 }
+
+/// Runs stock `restic` on the repository `repo` with extra environment (S3 keys).
+pub fn restic_with(
+    repo: &str,
+    password: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Output {
+    Command::new("restic")
+        .args(["--no-cache", "-r", repo])
+        .args(args)
+        .env("RESTIC_PASSWORD", password)
+        .envs(env.iter().copied())
+        .output()
+        .expect("restic runs (Debian package restic; scripts/install-deps.sh installs it)")
+}
+
+/// A real S3-compatible server: moto in server mode (PyPI `moto[server]`, installed by
+/// `scripts/install-deps.sh --test` into a venv named by `BERTH_MOTO_SERVER`) on loopback.
+/// moto accepts any access key; it is killed when dropped.
+pub struct S3Server {
+    pub endpoint: String,
+    _child: super::dns::KillOnDrop,
+}
+
+impl S3Server {
+    pub async fn start() -> Self {
+        let program = std::env::var("BERTH_MOTO_SERVER").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/berth/moto-server/bin/moto_server",
+                std::env::var("HOME").unwrap()
+            )
+        });
+        let port = super::dns::free_port();
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{program} starts (scripts/install-deps.sh --test installs moto): {e}")
+            });
+        let server = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _child: super::dns::KillOnDrop(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(&server.endpoint).await.is_err() {
+            assert!(Instant::now() < deadline, "moto never answered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    /// Creates `bucket` (moto takes an unsigned request).
+    pub async fn create_bucket(&self, bucket: &str) {
+        let r = reqwest::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{r:?}");
+    }
+}

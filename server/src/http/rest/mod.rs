@@ -175,6 +175,12 @@ pub fn router() -> Router<AppState> {
         .route("/restores/{id}", get(backups::get_restore))
         .route("/projects/{id}/backup-repository", get(backups::repository))
         .route(
+            "/regions/{name}/backup-destination",
+            get(backups::get_destination)
+                .put(backups::set_destination)
+                .delete(backups::remove_destination),
+        )
+        .route(
             "/projects/{id}/backup-repository/reveal",
             post(backups::reveal),
         )

@@ -48,6 +48,7 @@ impl Modify for Security {
         backups::create, backups::list, backups::get_one, backups::restore, backups::list_restores,
         backups::get_restore, backups::repository, backups::reveal, backups::get_schedule,
         backups::set_schedule, backups::remove_schedule, backups::files, backups::download,
+        backups::get_destination, backups::set_destination, backups::remove_destination,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),

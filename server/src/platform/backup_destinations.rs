@@ -1,0 +1,135 @@
+//! Admins' backup destinations per region (the `BackupService` calls delegate here): read,
+//! set after a live check of the bucket, and removed (back to local directories).
+
+use app::{model::*, services::RequestContext};
+use serde_json::json;
+
+use super::{audit, internal};
+use crate::{
+    backups::s3::probe_destination,
+    secrets::SecretBox,
+    store::{BackupDestinationRecord, Store, StoreError},
+};
+
+fn region_not_found(region: &str) -> ApiError {
+    ApiError::not_found(
+        "region_not_found",
+        format!("There is no region named '{region}'."),
+    )
+}
+
+async fn require_region(store: &Store, region: &str) -> Result<(), ApiError> {
+    let regions = store
+        .topology()
+        .region_strategies()
+        .await
+        .map_err(internal("list regions"))?;
+    if regions.iter().any(|(name, _)| name == region) {
+        Ok(())
+    } else {
+        Err(region_not_found(region))
+    }
+}
+
+fn view(region: &str, record: Option<BackupDestinationRecord>) -> BackupDestinationView {
+    match record {
+        None => BackupDestinationView::local(region),
+        Some(d) => BackupDestinationView {
+            region: d.region,
+            kind: "s3".into(),
+            endpoint: Some(d.endpoint),
+            bucket: Some(d.bucket),
+            s3_region: Some(d.s3_region),
+            prefix: Some(d.prefix),
+            access_key_id: Some(d.access_key_id),
+            updated_at_ms: Some(d.updated_at_ms),
+        },
+    }
+}
+
+/// See `BackupService::backup_destination`.
+pub async fn get(
+    store: &Store,
+    ctx: &RequestContext,
+    region: &str,
+) -> Result<BackupDestinationView, ApiError> {
+    ctx.admin()?;
+    require_region(store, region).await?;
+    let record = store
+        .backup_destinations()
+        .get(region)
+        .await
+        .map_err(internal("read backup destination"))?;
+    Ok(view(region, record))
+}
+
+/// See `BackupService::set_backup_destination`.
+pub async fn set(
+    store: &Store,
+    secrets: &SecretBox,
+    ctx: &RequestContext,
+    region: &str,
+    destination: S3Destination,
+) -> Result<BackupDestinationView, ApiError> {
+    ctx.admin()?;
+    require_region(store, region).await?;
+    let destination = destination.normalized();
+    destination.validate()?;
+    if let Err(e) = probe_destination(&destination).await {
+        return Err(ApiError::new(
+            400,
+            "backup_destination_unreachable",
+            format!("The bucket cannot be used with these settings, so nothing was saved. {e}"),
+        ));
+    }
+    let record = BackupDestinationRecord {
+        region: region.to_owned(),
+        endpoint: destination.endpoint.clone(),
+        bucket: destination.bucket.clone(),
+        s3_region: destination.region.clone(),
+        prefix: destination.prefix.clone(),
+        access_key_id: destination.access_key_id.clone(),
+        secret_access_key: secrets.seal(&destination.secret_access_key),
+        updated_at_ms: 0,
+    };
+    match store.backup_destinations().put(&record).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(region_not_found(region)),
+        Err(e) => return Err(internal("set backup destination")(e)),
+    }
+    audit(
+        store,
+        ctx,
+        None,
+        "region.backup_destination_set",
+        format!("region:{region}"),
+        json!({"kind": "s3", "endpoint": destination.endpoint, "bucket": destination.bucket,
+               "prefix": destination.prefix, "access_key_id": destination.access_key_id}),
+    )
+    .await?;
+    get(store, ctx, region).await
+}
+
+/// See `BackupService::remove_backup_destination`.
+pub async fn remove(
+    store: &Store,
+    ctx: &RequestContext,
+    region: &str,
+) -> Result<BackupDestinationView, ApiError> {
+    ctx.admin()?;
+    require_region(store, region).await?;
+    match store.backup_destinations().remove(region).await {
+        Ok(()) | Err(StoreError::NotFound) => {}
+        Err(e) => return Err(internal("remove backup destination")(e)),
+    }
+    audit(
+        store,
+        ctx,
+        None,
+        "region.backup_destination_removed",
+        format!("region:{region}"),
+        json!({}),
+    )
+    .await?;
+    Ok(BackupDestinationView::local(region))
+}
