@@ -471,6 +471,13 @@ pub trait BackupService: Send + Sync {
         ctx: &RequestContext,
         deployment: &DeploymentId,
     ) -> Result<(), ApiError>;
+}
+
+/// Backup repositories: where they are (admins set each region's destination), how to open
+/// them with stock `restic`, and their verification (checks and restore drills). Same
+/// authorization as the backups: members of the project, or admins.
+#[async_trait]
+pub trait RepositoryService: Send + Sync {
     /// The project's backup repository (made on first use). With `reveal_password` (project
     /// owners and admins only; audited) the answer holds the password stock `restic` needs.
     async fn backup_repository(
@@ -502,6 +509,34 @@ pub trait BackupService: Send + Sync {
         ctx: &RequestContext,
         region: &str,
     ) -> Result<BackupDestinationView, ApiError>;
+    /// Queues a check of the project's repository now (restic's `check` reading the
+    /// configured share of the data), with a restore drill when asked. 202-style: follow it
+    /// by its id or job.
+    async fn start_backup_check(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+        restore_drill: bool,
+    ) -> Result<BackupCheckView, ApiError>;
+    /// The project's checks, newest first.
+    async fn list_backup_checks(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+    ) -> Result<Vec<BackupCheckView>, ApiError>;
+    /// One check. 404 `backup_check_not_found` when it is not visible to the caller.
+    async fn get_backup_check(
+        &self,
+        ctx: &RequestContext,
+        id: &BackupCheckId,
+    ) -> Result<BackupCheckView, ApiError>;
+    /// Whether the project's scheduled checks include a restore drill (owners and admins).
+    async fn set_restore_drill(
+        &self,
+        ctx: &RequestContext,
+        project: &ProjectId,
+        restore_drill: bool,
+    ) -> Result<BackupRepositoryView, ApiError>;
 }
 
 /// The handles `server` provides to server functions (Leptos context) and REST handlers.
@@ -514,4 +549,5 @@ pub struct Services {
     pub deployments: Arc<dyn DeploymentService>,
     pub builds: Arc<dyn BuildService>,
     pub backups: Arc<dyn BackupService>,
+    pub repositories: Arc<dyn RepositoryService>,
 }

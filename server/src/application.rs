@@ -26,7 +26,8 @@ use crate::{
     },
     platform::{
         accounts::SignInLimits, AccountsService, AdminConsole, AppUrls, BackupsService,
-        BuildsService, DeploymentsService, ProjectsService, TopologyConsole, WebhookReceiver,
+        BuildsService, DeploymentsService, ProjectsService, RepositoriesService, TopologyConsole,
+        WebhookReceiver,
     },
     runtime::Engine,
     secrets::SecretBox,
@@ -210,9 +211,15 @@ impl Application {
             )),
             backups: Arc::new(BackupsService::new(
                 store.clone(),
+                backup_runner.clone(),
+                workers.waker(),
+            )),
+            repositories: Arc::new(RepositoriesService::new(
+                store.clone(),
                 secrets.clone(),
                 backup_runner.clone(),
                 workers.waker(),
+                config.backup_check_read_data_percent,
             )),
         };
 

@@ -139,7 +139,7 @@ pub async fn reveal_backup_repository(id: String) -> Result<BackupRepositoryView
         .await
         .map_err(super::tag(&ctx))?;
     services
-        .backups
+        .repositories
         .backup_repository(&ctx, &detail.deployment.project_id, true)
         .await
         .map_err(super::tag(&ctx))
@@ -164,7 +164,7 @@ pub async fn list_backup_files(
 pub async fn backup_destination(region: String) -> Result<BackupDestinationView, ApiError> {
     let (services, ctx) = super::context()?;
     services
-        .backups
+        .repositories
         .backup_destination(&ctx, &region)
         .await
         .map_err(super::tag(&ctx))
@@ -191,7 +191,7 @@ pub async fn set_backup_destination(
         secret_access_key,
     };
     services
-        .backups
+        .repositories
         .set_backup_destination(&ctx, &region, destination)
         .await
         .map_err(super::tag(&ctx))
@@ -202,7 +202,7 @@ pub async fn set_backup_destination(
 pub async fn remove_backup_destination(region: String) -> Result<BackupDestinationView, ApiError> {
     let (services, ctx) = super::context()?;
     services
-        .backups
+        .repositories
         .remove_backup_destination(&ctx, &region)
         .await
         .map_err(super::tag(&ctx))

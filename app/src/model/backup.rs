@@ -12,6 +12,10 @@ id_type!(
     /// A restore's id: a UUIDv7 string.
     RestoreId
 );
+id_type!(
+    /// A repository check's id: a UUIDv7 string.
+    BackupCheckId
+);
 
 /// Where a backup or restore stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +118,56 @@ pub struct BackupRepositoryView {
     /// For `s3`, only in the reveal answer: restic's `AWS_SECRET_ACCESS_KEY`.
     #[serde(default)]
     pub secret_access_key: Option<String>,
+    /// Whether the scheduled checks include a restore drill.
+    #[serde(default)]
+    pub restore_drill: bool,
+    /// When the next scheduled check is due, milliseconds since the epoch.
+    #[serde(default)]
+    pub next_check_at_ms: i64,
     pub created_at_ms: i64,
+}
+
+/// One check of a project's repository: restic's `check` with a share of the pack files read
+/// and verified, and, with `restore_drill`, each deployment's newest snapshot restored into a
+/// scratch directory and compared with what the backup recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct BackupCheckView {
+    pub id: BackupCheckId,
+    /// `manual` or `schedule`.
+    pub trigger: String,
+    pub restore_drill: bool,
+    /// Share of the pack files read, percent.
+    pub read_data_percent: i64,
+    pub status: BackupStatus,
+    /// Snapshots whose trees were checked.
+    pub snapshots: i64,
+    /// Files and bytes the drill restored and found equal.
+    pub drill_files: i64,
+    pub drill_bytes: i64,
+    /// What was wrong, one finding a line; empty when nothing was.
+    pub findings: String,
+    pub job_id: Option<JobId>,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// Request to check a repository now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct StartBackupCheck {
+    /// Also restore each deployment's newest snapshot into a scratch directory and compare.
+    #[serde(default)]
+    pub restore_drill: bool,
+}
+
+/// A repository's settings its owners may change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RepositorySettings {
+    /// Whether the scheduled checks include a restore drill.
+    pub restore_drill: bool,
 }
 
 /// A deployment's backup schedule and retention, as set by its members.

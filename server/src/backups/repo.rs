@@ -65,8 +65,45 @@ fn rustic(e: Box<rustic_core::RusticError>) -> BackupError {
                 .into(),
         );
     }
-    let text = e.display_log();
-    BackupError::Repository(text.trim_start_matches("Error: ").to_owned())
+    BackupError::Repository(one_line(&e.display_log()))
+}
+
+/// rustic's multi-paragraph error text as one line: the messages, without the guidance,
+/// context and links meant for a terminal (`error processing Pack:7d73965a … — Data
+/// decryption failed, MAC check failed.`).
+pub fn one_line(text: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut skipping = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Context:") || line.starts_with("Some additional details") {
+            skipping = line.starts_with("Context:");
+            continue;
+        }
+        if line.is_empty()
+            || line == "Message:"
+            || line == "Caused by:"
+            || line.starts_with("For more information")
+        {
+            skipping = false;
+            continue;
+        }
+        if skipping || line.starts_with("- ") {
+            continue;
+        }
+        // rustic's category sentence adds nothing a person can act on.
+        let line = match line.find("`rustic_core` experienced an error") {
+            Some(at) => line[..at].trim_end_matches([' ', ':']),
+            None => line,
+        };
+        let line = line.trim_start_matches("Error: ");
+        if line.is_empty() {
+            continue;
+        }
+        if !parts.contains(&line) {
+            parts.push(line);
+        }
+    }
+    parts.join(" — ")
 }
 
 /// Where a repository lives.
@@ -298,7 +335,7 @@ pub fn check(
     };
     for (level, finding) in results.0 {
         // The level type is not exported; its Debug name is `Error` or `Warn`.
-        let text = finding.to_string();
+        let text = one_line(&finding.to_string());
         if format!("{level:?}") == "Error" {
             report.errors.push(text);
         } else {
@@ -498,5 +535,21 @@ mod tests {
         ];
         let e = check_restore_entries(&twice).unwrap_err().to_string();
         assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn rustic_errors_read_as_one_line() {
+        let text = "error checking trees : `rustic_core` experienced an error related to \
+                    `cryptographic operations`.\n\nMessage:\nerror processing Pack:7d73965a at \
+                    offset 596\n\n\nSome additional details ...\n\nCaused by:\n`rustic_core` \
+                    experienced an error related to `cryptographic operations`.\n\nMessage:\n\
+                    Data decryption failed, MAC check failed.\n\nFor more information, see: \
+                    https://rustic.cli.rs/docs/errors/C001\n\n\nSome additional details ...\n\n\
+                    Context:\n- nonce: [2, 249]\n\nCaused by:\naead::Error\n";
+        assert_eq!(
+            one_line(text),
+            "error checking trees — error processing Pack:7d73965a at offset 596 — \
+             Data decryption failed, MAC check failed. — aead::Error"
+        );
     }
 }

@@ -84,6 +84,7 @@ pub async fn exposition(State(state): State<AppState>, headers: HeaderMap) -> Re
             backups,
             restores,
             backup_runs_missed: store.backup_schedules().missed_total().await?,
+            backup_checks: store.backup_checks().counts().await?,
             samples: state
                 .metrics
                 .as_ref()

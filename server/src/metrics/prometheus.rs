@@ -38,6 +38,8 @@ pub struct Scrape {
     pub restores: Vec<(String, i64)>,
     /// Scheduled backup runs missed, summed over every schedule.
     pub backup_runs_missed: i64,
+    /// `(status, count)` of the repository checks recorded.
+    pub backup_checks: Vec<(String, i64)>,
 }
 
 /// The streamer's counters at the scrape.
@@ -288,6 +290,18 @@ pub fn render(scrape: &Scrape) -> String {
     );
     for (status, count) in &scrape.restores {
         out.line("berth_restores_total", &[("status", status)], *count as f64);
+    }
+    out.family(
+        "berth_backup_checks_total",
+        "counter",
+        "Repository checks (and restore drills) recorded, by status; failed ones found damage.",
+    );
+    for (status, count) in &scrape.backup_checks {
+        out.line(
+            "berth_backup_checks_total",
+            &[("status", status)],
+            *count as f64,
+        );
     }
 
     if let Some(m) = &scrape.streamer {

@@ -13,12 +13,9 @@ use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::{
-    audit, backup_destinations, deployments::visible_deployment, internal, projects::project_access,
-};
+use super::{audit, deployments::visible_deployment, internal, projects::project_access};
 use crate::{
     backups::{schedule, BackupError, BackupRunner},
-    secrets::SecretBox,
     store::{BackupRecord, BackupScheduleRecord, DeploymentRecord, NewJob, RestoreRecord, Store},
 };
 
@@ -28,7 +25,6 @@ const LIST_LIMIT: i64 = 100;
 /// The backup service.
 pub struct BackupsService {
     store: Store,
-    secrets: SecretBox,
     runner: Arc<BackupRunner>,
     wake_workers: Arc<Notify>,
 }
@@ -142,15 +138,9 @@ pub fn file_error(b: &BackupRecord, e: BackupError) -> ApiError {
 }
 
 impl BackupsService {
-    pub fn new(
-        store: Store,
-        secrets: SecretBox,
-        runner: Arc<BackupRunner>,
-        wake_workers: Arc<Notify>,
-    ) -> Self {
+    pub fn new(store: Store, runner: Arc<BackupRunner>, wake_workers: Arc<Notify>) -> Self {
         Self {
             store,
-            secrets,
             runner,
             wake_workers,
         }
@@ -522,79 +512,5 @@ impl BackupService for BackupsService {
             json!({}),
         )
         .await
-    }
-
-    async fn backup_repository(
-        &self,
-        ctx: &RequestContext,
-        project: &ProjectId,
-        reveal_password: bool,
-    ) -> Result<BackupRepositoryView, ApiError> {
-        let access = project_access(&self.store, ctx, project).await?;
-        if reveal_password {
-            access.require_manage()?;
-        }
-        let record = self
-            .runner
-            .repository_record(&access.project.id)
-            .await
-            .map_err(|e| {
-                tracing::error!(project.id = %access.project.id, error = %e, "cannot make the backup repository record");
-                ApiError::internal()
-            })?;
-        let mut view = BackupRepositoryView {
-            kind: record.kind.clone(),
-            location: record.location.clone(),
-            password: None,
-            access_key_id: None,
-            secret_access_key: None,
-            created_at_ms: record.created_at_ms,
-        };
-        if reveal_password {
-            let fail = |e: &dyn std::fmt::Display| {
-                tracing::error!(project.id = %access.project.id, error = %e, "cannot open the repository's secrets");
-                ApiError::internal()
-            };
-            view.password = Some(self.secrets.open(&record.password).map_err(|e| fail(&e))?);
-            if let Some(s3) = self.runner.s3_settings(&record).map_err(|e| fail(&e))? {
-                view.access_key_id = Some(s3.destination.access_key_id);
-                view.secret_access_key = Some(s3.destination.secret_access_key);
-            }
-            audit(
-                &self.store,
-                ctx,
-                None,
-                "project.backup_password_revealed",
-                format!("project:{}", access.project.id),
-                json!({}),
-            )
-            .await?;
-        }
-        Ok(view)
-    }
-
-    async fn backup_destination(
-        &self,
-        ctx: &RequestContext,
-        region: &str,
-    ) -> Result<BackupDestinationView, ApiError> {
-        backup_destinations::get(&self.store, ctx, region).await
-    }
-
-    async fn set_backup_destination(
-        &self,
-        ctx: &RequestContext,
-        region: &str,
-        destination: S3Destination,
-    ) -> Result<BackupDestinationView, ApiError> {
-        backup_destinations::set(&self.store, &self.secrets, ctx, region, destination).await
-    }
-
-    async fn remove_backup_destination(
-        &self,
-        ctx: &RequestContext,
-        region: &str,
-    ) -> Result<BackupDestinationView, ApiError> {
-        backup_destinations::remove(&self.store, ctx, region).await
     }
 }

@@ -13,6 +13,7 @@ mod domains;
 mod logs;
 mod path_routes;
 mod projects;
+mod repositories;
 mod topology;
 mod usage;
 mod webhooks;
@@ -25,6 +26,7 @@ pub use deployments::DeploymentsService;
 pub use domains::AppUrls;
 pub use logs::LOG_TAIL_MAX;
 pub use projects::ProjectsService;
+pub use repositories::RepositoriesService;
 pub use topology::TopologyConsole;
 pub use webhooks::{WebhookAnswer, WebhookReceiver, DELIVERY_RETENTION_MS};
 

@@ -1,8 +1,7 @@
 //! `/api/v1/deployments/{id}/backups`, `/api/v1/backups/{id}`, `/api/v1/backups/{id}/restore`,
 //! `/api/v1/deployments/{id}/restores`, `/api/v1/restores/{id}`,
 //! `/api/v1/deployments/{id}/backup-schedule`, `/api/v1/backups/{id}/files`,
-//! `/api/v1/backups/{id}/download`, `/api/v1/projects/{id}/backup-repository`,
-//! `/api/v1/regions/{name}/backup-destination`.
+//! `/api/v1/backups/{id}/download`, `/api/v1/projects/{id}/backup-repository`.
 
 use app::model::*;
 use app::services::RequestContext;
@@ -139,7 +138,7 @@ pub async fn repository(
 ) -> RestResult<Json<BackupRepositoryView>> {
     state
         .services
-        .backups
+        .repositories
         .backup_repository(&ctx, &ProjectId(id), false)
         .await
         .map(Json)
@@ -159,7 +158,7 @@ pub async fn reveal(
 ) -> RestResult<Json<BackupRepositoryView>> {
     state
         .services
-        .backups
+        .repositories
         .backup_repository(&ctx, &ProjectId(id), true)
         .await
         .map(Json)
@@ -315,65 +314,4 @@ pub async fn download(
         Body::from_stream(stream),
     )
         .into_response())
-}
-
-/// Admins: where the region's new backup repositories are made (`local` unless an S3 bucket
-/// is set).
-#[utoipa::path(get, path = "/api/v1/regions/{name}/backup-destination", tag = "backups",
-    params(("name" = String, Path, description = "region name")),
-    responses((status = 200, body = BackupDestinationView), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope)))]
-pub async fn get_destination(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-) -> RestResult<Json<BackupDestinationView>> {
-    state
-        .services
-        .backups
-        .backup_destination(&ctx, &name)
-        .await
-        .map(Json)
-        .map_err(fail(&ctx))
-}
-
-/// Admins: keep the region's new repositories in an S3-compatible bucket (checked by listing
-/// it once before it is saved; existing repositories stay where they are).
-#[utoipa::path(put, path = "/api/v1/regions/{name}/backup-destination", tag = "backups",
-    params(("name" = String, Path, description = "region name")),
-    request_body = S3Destination,
-    responses((status = 200, body = BackupDestinationView), (status = 400, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn set_destination(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-    ApiJson(destination): ApiJson<S3Destination>,
-) -> RestResult<Json<BackupDestinationView>> {
-    state
-        .services
-        .backups
-        .set_backup_destination(&ctx, &name, destination)
-        .await
-        .map(Json)
-        .map_err(fail(&ctx))
-}
-
-/// Admins: back to local directories for the region's new repositories.
-#[utoipa::path(delete, path = "/api/v1/regions/{name}/backup-destination", tag = "backups",
-    params(("name" = String, Path, description = "region name")),
-    responses((status = 200, body = BackupDestinationView), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope)))]
-pub async fn remove_destination(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-) -> RestResult<Json<BackupDestinationView>> {
-    state
-        .services
-        .backups
-        .remove_backup_destination(&ctx, &name)
-        .await
-        .map(Json)
-        .map_err(fail(&ctx))
 }

@@ -10,6 +10,7 @@ mod domains;
 mod metrics;
 mod openapi;
 mod projects;
+mod repositories;
 mod topology;
 
 use app::{
@@ -173,13 +174,21 @@ pub fn router() -> Router<AppState> {
         .route("/backups/{id}/download", get(backups::download))
         .route("/deployments/{id}/restores", get(backups::list_restores))
         .route("/restores/{id}", get(backups::get_restore))
-        .route("/projects/{id}/backup-repository", get(backups::repository))
+        .route(
+            "/projects/{id}/backup-repository",
+            get(backups::repository).patch(repositories::update_repository),
+        )
         .route(
             "/regions/{name}/backup-destination",
-            get(backups::get_destination)
-                .put(backups::set_destination)
-                .delete(backups::remove_destination),
+            get(repositories::get_destination)
+                .put(repositories::set_destination)
+                .delete(repositories::remove_destination),
         )
+        .route(
+            "/projects/{id}/backup-checks",
+            get(repositories::list_checks).post(repositories::start_check),
+        )
+        .route("/backup-checks/{id}", get(repositories::get_check))
         .route(
             "/projects/{id}/backup-repository/reveal",
             post(backups::reveal),

@@ -6,7 +6,10 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{account, admin, backups, builds, deployments, domains, metrics, projects, topology};
+use super::{
+    account, admin, backups, builds, deployments, domains, metrics, projects, repositories,
+    topology,
+};
 
 struct Security;
 
@@ -48,7 +51,9 @@ impl Modify for Security {
         backups::create, backups::list, backups::get_one, backups::restore, backups::list_restores,
         backups::get_restore, backups::repository, backups::reveal, backups::get_schedule,
         backups::set_schedule, backups::remove_schedule, backups::files, backups::download,
-        backups::get_destination, backups::set_destination, backups::remove_destination,
+        repositories::get_destination, repositories::set_destination, repositories::remove_destination,
+        repositories::start_check, repositories::list_checks, repositories::get_check,
+        repositories::update_repository,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
