@@ -422,13 +422,16 @@ pub trait BackupService: Send + Sync {
     /// One backup.
     async fn get_backup(&self, ctx: &RequestContext, id: &BackupId)
         -> Result<BackupView, ApiError>;
-    /// Queues a restore of the backup into its deployment: the volumes are filled anew and
-    /// switched while the deployment is stopped. 409 `backup_not_restorable` unless the
-    /// backup succeeded.
+    /// Queues a restore of the backup into its deployment, or into `request`'s target
+    /// deployment of the same project: the volumes are filled anew and switched while the
+    /// deployment is stopped. 409 `backup_not_restorable` unless the backup succeeded; 400
+    /// `invalid_restore_target` for a target outside the project or volumes that do not
+    /// match (the message says which are accepted).
     async fn restore_backup(
         &self,
         ctx: &RequestContext,
         id: &BackupId,
+        request: RestoreRequest,
     ) -> Result<RestoreView, ApiError>;
     /// The entries of directory `path` (e.g. `/volumes/data`) of a backup's snapshot.
     /// 400 `invalid_path` for a path outside `/volumes` and `/databases` or with `..`;

@@ -46,3 +46,8 @@ CREATE TABLE backup_checks (
     finished_at_ms BIGINT
 );
 CREATE INDEX backup_checks_project ON backup_checks (project_id, created_at_ms);
+
+-- A restore may fill another deployment of the project: which of the backup's volumes goes
+-- into which of the target's, as a JSON array of [backup volume, target volume] pairs
+-- (empty: each into the volume of the same name).
+ALTER TABLE restores ADD COLUMN volume_map TEXT NOT NULL DEFAULT '[]';

@@ -38,11 +38,15 @@ pub async fn list_restores(id: String) -> Result<Vec<RestoreView>, ApiError> {
         .map_err(super::tag(&ctx))
 }
 
-/// Restores a backup into its deployment; the form must tick `confirm`.
+/// Restores a backup into its deployment, or into the `target` deployment of the project
+/// (empty: its own) with `volumes` as `backup=target` pairs (`data=data-copy, logs=logs2`;
+/// may be empty when each side has one volume); the form must tick `confirm`.
 #[server(prefix = "/rpc", endpoint = "restore_backup")]
 pub async fn restore_backup(
     backup_id: String,
     confirm: Option<String>,
+    #[server(default)] target: Option<String>,
+    #[server(default)] volumes: Option<String>,
 ) -> Result<RestoreView, ApiError> {
     let (services, ctx) = super::context()?;
     if confirm.is_none() {
@@ -53,9 +57,33 @@ pub async fn restore_backup(
         ))
         .map_err(super::tag(&ctx));
     }
+    let mut request = RestoreRequest {
+        target_deployment_id: target
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| DeploymentId(t.trim().to_owned())),
+        ..RestoreRequest::default()
+    };
+    for pair in volumes
+        .unwrap_or_default()
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let Some((from, into)) = pair.split_once('=') else {
+            return Err(ApiError::invalid_field(
+                "volumes",
+                "invalid_restore_target",
+                format!("'{pair}' is not accepted: write backup-volume=target-volume pairs, separated by commas."),
+            ))
+            .map_err(super::tag(&ctx));
+        };
+        request
+            .volumes
+            .insert(from.trim().to_owned(), into.trim().to_owned());
+    }
     services
         .backups
-        .restore_backup(&ctx, &BackupId(backup_id))
+        .restore_backup(&ctx, &BackupId(backup_id), request)
         .await
         .map_err(super::tag(&ctx))
 }
@@ -206,4 +234,101 @@ pub async fn remove_backup_destination(region: String) -> Result<BackupDestinati
         .remove_backup_destination(&ctx, &region)
         .await
         .map_err(super::tag(&ctx))
+}
+
+/// The project of deployment `id` (the caller must see the deployment).
+#[cfg(feature = "ssr")]
+async fn project_of(
+    services: &crate::services::Services,
+    ctx: &crate::services::RequestContext,
+    id: String,
+) -> Result<ProjectId, ApiError> {
+    services
+        .deployments
+        .get_deployment(ctx, &DeploymentId(id))
+        .await
+        .map(|d| d.deployment.project_id)
+}
+
+/// The repository of the deployment's project (without its password): where it is, the
+/// next scheduled check, whether checks include a restore drill.
+#[server(prefix = "/rpc", endpoint = "load_backup_repository")]
+pub async fn load_backup_repository(id: String) -> Result<BackupRepositoryView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let project = project_of(&services, &ctx, id)
+        .await
+        .map_err(super::tag(&ctx))?;
+    services
+        .repositories
+        .backup_repository(&ctx, &project, false)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// The checks of the deployment's project's repository, newest first.
+#[server(prefix = "/rpc", endpoint = "list_backup_checks")]
+pub async fn list_backup_checks(id: String) -> Result<Vec<BackupCheckView>, ApiError> {
+    let (services, ctx) = super::context()?;
+    let project = project_of(&services, &ctx, id)
+        .await
+        .map_err(super::tag(&ctx))?;
+    services
+        .repositories
+        .list_backup_checks(&ctx, &project)
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// "Check the repository now", with a restore drill when `restore_drill` is ticked.
+#[server(prefix = "/rpc", endpoint = "start_backup_check")]
+pub async fn start_backup_check(
+    id: String,
+    restore_drill: Option<String>,
+) -> Result<BackupCheckView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let project = project_of(&services, &ctx, id)
+        .await
+        .map_err(super::tag(&ctx))?;
+    services
+        .repositories
+        .start_backup_check(&ctx, &project, restore_drill.is_some())
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Whether the scheduled checks include a restore drill (project owners).
+#[server(prefix = "/rpc", endpoint = "set_scheduled_drill")]
+pub async fn set_scheduled_drill(
+    id: String,
+    restore_drill: Option<String>,
+) -> Result<BackupRepositoryView, ApiError> {
+    let (services, ctx) = super::context()?;
+    let project = project_of(&services, &ctx, id)
+        .await
+        .map_err(super::tag(&ctx))?;
+    services
+        .repositories
+        .set_restore_drill(&ctx, &project, restore_drill.is_some())
+        .await
+        .map_err(super::tag(&ctx))
+}
+
+/// Where a backup of deployment `id` may be restored: the deployments of its project, as
+/// (id, name), the deployment itself first.
+#[server(prefix = "/rpc", endpoint = "restore_targets")]
+pub async fn restore_targets(id: String) -> Result<Vec<(String, String)>, ApiError> {
+    let (services, ctx) = super::context()?;
+    let project = project_of(&services, &ctx, id.clone())
+        .await
+        .map_err(super::tag(&ctx))?;
+    let mut list: Vec<(String, String)> = services
+        .deployments
+        .list_deployments(&ctx, &project)
+        .await
+        .map_err(super::tag(&ctx))?
+        .into_iter()
+        .map(|d| (d.id.0, d.name))
+        .collect();
+    list.sort_by_key(|(d, name)| (d != &id, name.clone()));
+    Ok(list)
 }

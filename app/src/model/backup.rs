@@ -101,6 +101,19 @@ pub struct RestoreView {
     pub finished_at_ms: Option<i64>,
 }
 
+/// Request to restore a backup. Without a target the backup goes back into its own
+/// deployment; with one, into that deployment of the same project (for example a new one made
+/// to receive it), whose volumes are named in `volumes` unless each side has exactly one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RestoreRequest {
+    #[serde(default)]
+    pub target_deployment_id: Option<DeploymentId>,
+    /// Backup volume name -> target volume name.
+    #[serde(default)]
+    pub volumes: std::collections::BTreeMap<String, String>,
+}
+
 /// A project's backup repository, and how to open it with stock `restic`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

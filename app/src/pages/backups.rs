@@ -8,11 +8,11 @@ use leptos::prelude::*;
 
 use crate::{
     api::backups::{
-        list_backup_files, list_backups, list_restores, load_backup_schedule, RemoveBackupSchedule,
-        RestoreBackup, RevealBackupRepository, SaveBackupSchedule, StartBackup,
+        list_backup_files, list_backups, list_restores, load_backup_schedule, restore_targets,
+        RemoveBackupSchedule, RestoreBackup, SaveBackupSchedule, StartBackup,
     },
     components::{action_error, format_time, ticker, Card, ErrorPanel, Field, FormError, Submit},
-    model::{human_bytes, BackupStatus, BackupView},
+    model::{human_bytes, ApiError, BackupStatus, BackupView},
 };
 
 fn status_class(s: BackupStatus) -> &'static str {
@@ -45,12 +45,10 @@ pub fn Backups(id: String) -> impl IntoView {
     let restore = ServerAction::<RestoreBackup>::new();
     let save = ServerAction::<SaveBackupSchedule>::new();
     let remove = ServerAction::<RemoveBackupSchedule>::new();
-    let reveal = ServerAction::<RevealBackupRepository>::new();
     let start_error = action_error(start.value());
     let restore_error = action_error(restore.value());
     let save_error = action_error(save.value());
     let remove_error = action_error(remove.value());
-    let reveal_error = action_error(reveal.value());
     // Backups and restores move on their own: look again every 2 s while the card is shown.
     let tick = ticker(Duration::from_secs(2));
     let bid = id.clone();
@@ -70,6 +68,8 @@ pub fn Backups(id: String) -> impl IntoView {
         move || (rid.clone(), tick.get(), restore.version().get()),
         |(id, ..)| list_restores(id),
     );
+    let tid = id.clone();
+    let targets = Resource::new(move || tid.clone(), restore_targets);
     let sid = id.clone();
     let schedule = Resource::new(
         move || {
@@ -87,7 +87,7 @@ pub fn Backups(id: String) -> impl IntoView {
         move || (fid.clone(), save.version().get(), remove.version().get()),
         |(id, ..)| load_backup_schedule(id),
     );
-    let (start_id, save_id, remove_id, reveal_id) = (id.clone(), id.clone(), id.clone(), id);
+    let (start_id, save_id, remove_id, repository_id) = (id.clone(), id.clone(), id.clone(), id);
     // The backup whose files are shown, and the directory.
     let browse = RwSignal::new(None::<(String, String)>);
     view! {
@@ -166,7 +166,7 @@ pub fn Backups(id: String) -> impl IntoView {
                         Ok(list) if list.is_empty() => view! { <p class="text-sm text-slate-500">"No backups yet."</p> }.into_any(),
                         Ok(list) => view! {
                             <ul id="backups" class="divide-y divide-slate-200 text-sm dark:divide-slate-800">
-                                {list.into_iter().map(|b| view! { <BackupRow b=b restore=restore browse=browse /> }).collect_view()}
+                                {list.into_iter().map(|b| view! { <BackupRow b=b restore=restore browse=browse targets=targets /> }).collect_view()}
                             </ul>
                         }.into_any(),
                     }
@@ -196,18 +196,7 @@ pub fn Backups(id: String) -> impl IntoView {
                 })}
             </Transition>
 
-            <h3 class="mt-4 text-sm font-medium">"Read it with restic"</h3>
-            <ActionForm action=reveal attr:id="reveal-repository-form">
-                <input type="hidden" name="id" value=reveal_id />
-                <button type="submit" class="text-sm text-sky-700 hover:underline dark:text-sky-400">"Show the repository and its password (project owners)"</button>
-            </ActionForm>
-            <FormError error=reveal_error all=true />
-            {move || reveal.value().get().and_then(Result::ok).map(|r| view! {
-                <div id="backup-repository" class="mt-2 rounded-md border border-amber-300 bg-amber-50 p-3 text-sm dark:bg-amber-950">
-                    <p>"On the Berth host: "</p>
-                    <code class="block break-all font-mono text-xs">{format!("RESTIC_PASSWORD='{}' restic -r {} snapshots", r.password.clone().unwrap_or_default(), r.location)}</code>
-                </div>
-            })}
+            <super::backup_checks::RepositoryPanel id=repository_id />
         </Card>
     }
 }
@@ -218,6 +207,7 @@ fn BackupRow(
     b: BackupView,
     restore: ServerAction<RestoreBackup>,
     browse: RwSignal<Option<(String, String)>>,
+    targets: Resource<Result<Vec<(String, String)>, ApiError>>,
 ) -> impl IntoView {
     let id = b.id.to_string();
     let browse_id = id.clone();
@@ -244,8 +234,21 @@ fn BackupRow(
                     on:click=move |_| browse.set(Some((browse_id.clone(), root.to_owned())))>"Files"</button>
             })}
             {restorable.then(|| view! {
-                <ActionForm action=restore attr:class="restore-form flex items-center gap-2">
+                <ActionForm action=restore attr:class="restore-form flex flex-wrap items-center gap-2">
                     <input type="hidden" name="backup_id" value=form_id.clone() />
+                    <label class="text-xs">"into "
+                        <Suspense fallback=|| ()>
+                            {move || Suspend::new(async move {
+                                let list = targets.await.unwrap_or_default();
+                                view! {
+                                    <select name="target" class="restore-target rounded-md border border-slate-300 bg-white px-1 py-0.5 dark:border-slate-700 dark:bg-slate-900">
+                                        {list.into_iter().map(|(id, name)| view! { <option value=id>{name}</option> }).collect_view()}
+                                    </select>
+                                }
+                            })}
+                        </Suspense>
+                    </label>
+                    <input type="text" name="volumes" placeholder="volumes: data=data-copy" class="restore-volumes w-40 rounded-md border border-slate-300 px-1 py-0.5 text-xs dark:border-slate-700 dark:bg-slate-900" />
                     <label class="text-xs"><input type="checkbox" name="confirm" value="on" />" replace the current data"</label>
                     <button type="submit" class="text-red-700 hover:underline dark:text-red-400">"Restore"</button>
                 </ActionForm>

@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod backup_checks;
 mod backups;
 mod builds;
 mod deployment;

@@ -2,7 +2,7 @@
 //! backup schedule, "Back up now" and see the backup succeed, delete the file, restore from
 //! the card, find the file in the backup's file browser, and read it back through the app's
 //! generated hostname; then reveal the repository and have stock `restic` list the same
-//! snapshot. Saves `target/e2e-backups.png`.
+//! snapshot, and check the repository with a restore drill from the card. Saves `target/e2e-backups.png`.
 
 use std::{process::Command, time::Duration};
 
@@ -192,6 +192,23 @@ pub async fn protect_and_restore(c: &Client, berth_url: &str) -> Result<()> {
     let listed = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || !listed.contains("kind:volumes") {
         return Err(format!("restic snapshots: {out:?}").into());
+    }
+
+    // A check of the repository with a restore drill, from the card: the newest backup is
+    // restored into a scratch directory and found equal.
+    click(c, "#check-now-form input[name=restore_drill]").await?;
+    click(c, "#check-now-form button[type=submit]").await?;
+    let checked = c
+        .wait()
+        .at_most(Duration::from_secs(90))
+        .for_element(Locator::XPath(
+            "//ul[@id='backup-checks']/li[1][span[contains(@class,'check-status') and text()='ok']]",
+        ))
+        .await?
+        .text()
+        .await?;
+    if !checked.contains("drill: 1 files") {
+        return Err(format!("the check reads '{checked}'").into());
     }
 
     // The app serves the restored file at its generated hostname.

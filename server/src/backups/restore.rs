@@ -14,6 +14,15 @@ use crate::{
     store::{DeploymentRecord, RestoreRecord},
 };
 
+/// One volume of a restore: the backup's volume `from` fills generation `new` of the
+/// target's volume `into` (now at generation `old`).
+struct Switch {
+    from: String,
+    into: String,
+    old: i64,
+    new: i64,
+}
+
 impl BackupRunner {
     /// Runs the restore `id` to its end and records the outcome.
     ///
@@ -81,6 +90,11 @@ impl BackupRunner {
         }
         let names: Vec<String> = serde_json::from_str(&backup.volumes)
             .map_err(|e| BackupError::Invalid(format!("unreadable volume list: {e}")))?;
+        let mut pairs: Vec<(String, String)> = serde_json::from_str(&restore.volume_map)
+            .map_err(|e| BackupError::Invalid(format!("unreadable volume map: {e}")))?;
+        if pairs.is_empty() {
+            pairs = names.iter().map(|n| (n.clone(), n.clone())).collect();
+        }
         let generations: HashMap<String, i64> = self
             .store
             .deployments()
@@ -89,14 +103,19 @@ impl BackupRunner {
             .into_iter()
             .collect();
         let mut switch = Vec::new();
-        for name in &names {
-            let current = generations.get(name).ok_or_else(|| {
+        for (from, into) in pairs {
+            let current = *generations.get(&into).ok_or_else(|| {
                 BackupError::Invalid(format!(
-                    "the deployment has no volume '{name}' (the backup holds {})",
+                    "the deployment has no volume '{into}' (the backup holds {})",
                     names.join(", ")
                 ))
             })?;
-            switch.push((name.clone(), *current, current + 1));
+            switch.push(Switch {
+                from,
+                into,
+                old: current,
+                new: current + 1,
+            });
         }
 
         progress
@@ -125,7 +144,7 @@ impl BackupRunner {
                 self.remove_volumes(
                     &engine,
                     &deployment,
-                    switch.iter().map(|(n, _, new)| (n, *new)),
+                    switch.iter().map(|s| (&s.into, s.new)),
                 )
                 .await;
                 return Err(e);
@@ -133,7 +152,7 @@ impl BackupRunner {
         };
 
         let new_generations: Vec<(String, i64)> =
-            switch.iter().map(|(n, _, new)| (n.clone(), *new)).collect();
+            switch.iter().map(|s| (s.into.clone(), s.new)).collect();
         self.orchestrator
             .replace_volumes(&deployment, &new_generations, progress)
             .await?;
@@ -143,7 +162,7 @@ impl BackupRunner {
         self.remove_volumes(
             &engine,
             &deployment,
-            switch.iter().map(|(n, old, _)| (n, *old)),
+            switch.iter().map(|s| (&s.into, s.old)),
         )
         .await;
         progress.done().await;
@@ -158,7 +177,7 @@ impl BackupRunner {
         deployment: &DeploymentRecord,
         snapshot_id: &str,
         staging: &std::path::Path,
-        switch: &[(String, i64, i64)],
+        switch: &[Switch],
         engine: &Engine,
         restore_id: &str,
         progress: &Progress,
@@ -171,10 +190,11 @@ impl BackupRunner {
         })
         .await
         .map_err(|e| BackupError::Invalid(format!("the restore task failed: {e}")))??;
-        for (name, _, _) in switch {
-            if !staging.join(name).is_dir() {
+        for s in switch {
+            if !staging.join(&s.from).is_dir() {
                 return Err(BackupError::Invalid(format!(
-                    "the snapshot has no volume '{name}'"
+                    "the snapshot has no volume '{}'",
+                    s.from
                 )));
             }
         }
@@ -188,12 +208,12 @@ impl BackupRunner {
         let (release, spec) = self.orchestrator.current_release(deployment).await?;
         let labels = self.orchestrator.project_labels(&deployment.project_id);
         let mut helper_volumes = Vec::new();
-        for (name, _, new) in switch {
-            let volume = volume_name(&deployment.project_id, name, *new);
+        for s in switch {
+            let volume = volume_name(&deployment.project_id, &s.into, s.new);
             // A run interrupted before may have left it half-filled.
             engine.remove_volume(&volume).await?;
             engine.ensure_volume(&volume, &labels).await?;
-            helper_volumes.push((volume, format!("{HELPER_ROOT}/{name}")));
+            helper_volumes.push((volume, format!("{HELPER_ROOT}/{}", s.into)));
         }
         let helper = VolumeHelper {
             name: format!("berth-restore-{restore_id}"),
@@ -205,9 +225,12 @@ impl BackupRunner {
         let result = async {
             let container = engine.create_volume_helper(&helper).await?;
             let (writer, stream) = ChannelWriter::new();
-            let names: Vec<String> = switch.iter().map(|(n, _, _)| n.clone()).collect();
+            let pairs: Vec<(String, String)> = switch
+                .iter()
+                .map(|s| (s.from.clone(), s.into.clone()))
+                .collect();
             let root = staging.to_owned();
-            let tar = tokio::task::spawn_blocking(move || write_tar(writer, &root, &names));
+            let tar = tokio::task::spawn_blocking(move || write_tar(writer, &root, &pairs));
             let uploaded = engine.upload_archive(&container, HELPER_ROOT, stream).await;
             let written = tar
                 .await
@@ -239,20 +262,20 @@ impl BackupRunner {
     }
 }
 
-/// Writes `root/<name>` for each name as one tar stream (entries `<name>/…`, with owners,
-/// modes and times; symlinks stored as links, never followed).
+/// Writes `root/<from>` as `<into>/…` for each pair, as one tar stream (with owners, modes
+/// and times; symlinks stored as links, never followed).
 fn write_tar(
     writer: ChannelWriter,
     root: &std::path::Path,
-    names: &[String],
+    pairs: &[(String, String)],
 ) -> Result<(), BackupError> {
     let mut builder = tar::Builder::new(writer);
     builder.mode(tar::HeaderMode::Complete);
     builder.follow_symlinks(false);
     let mut result = Ok(());
-    for name in names {
-        if let Err(e) = builder.append_dir_all(name, root.join(name)) {
-            result = Err(format!("cannot archive the restored '{name}': {e}"));
+    for (from, into) in pairs {
+        if let Err(e) = builder.append_dir_all(into, root.join(from)) {
+            result = Err(format!("cannot archive the restored '{from}': {e}"));
             break;
         }
     }

@@ -1,4 +1,4 @@
-//! Admins' backup destinations per region (the `BackupService` calls delegate here): read,
+//! Admins' backup destinations per region (the `RepositoryService` calls delegate here): read,
 //! set after a live check of the bucket, and removed (back to local directories).
 
 use app::{model::*, services::RequestContext};
@@ -47,7 +47,7 @@ fn view(region: &str, record: Option<BackupDestinationRecord>) -> BackupDestinat
     }
 }
 
-/// See `BackupService::backup_destination`.
+/// See `RepositoryService::backup_destination`.
 pub async fn get(
     store: &Store,
     ctx: &RequestContext,
@@ -63,7 +63,7 @@ pub async fn get(
     Ok(view(region, record))
 }
 
-/// See `BackupService::set_backup_destination`.
+/// See `RepositoryService::set_backup_destination`.
 pub async fn set(
     store: &Store,
     secrets: &SecretBox,
@@ -110,7 +110,7 @@ pub async fn set(
     get(store, ctx, region).await
 }
 
-/// See `BackupService::remove_backup_destination`.
+/// See `RepositoryService::remove_backup_destination`.
 pub async fn remove(
     store: &Store,
     ctx: &RequestContext,

@@ -36,11 +36,26 @@ fn backup_not_found() -> ApiError {
     )
 }
 
+fn invalid_target(message: impl Into<String>) -> ApiError {
+    ApiError::invalid_field("target_deployment_id", "invalid_restore_target", message)
+}
+
 fn restore_not_found() -> ApiError {
     ApiError::not_found(
         "restore_not_found",
         "No restore with this id is visible to you.",
     )
+}
+
+/// Volume names for a message: `'a', 'b'`, or `no volumes`.
+fn names(list: &[String]) -> String {
+    if list.is_empty() {
+        return "no volumes".into();
+    }
+    list.iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The API view of a backup row.
@@ -144,6 +159,62 @@ impl BackupsService {
             runner,
             wake_workers,
         }
+    }
+
+    /// Which of the backup's volumes goes into which of the target's, as the JSON stored on
+    /// the restore (`[]`: each into the volume of the same name, the backup's own deployment).
+    ///
+    /// # Errors
+    /// 400 `invalid_restore_target` naming the volumes that do not match.
+    async fn volume_map(
+        &self,
+        b: &BackupRecord,
+        d: &DeploymentRecord,
+        request: &RestoreRequest,
+    ) -> Result<String, ApiError> {
+        if b.kind == "database" || (d.id == b.deployment_id && request.volumes.is_empty()) {
+            return Ok("[]".into());
+        }
+        let held: Vec<String> = serde_json::from_str(&b.volumes).unwrap_or_default();
+        let targets: Vec<String> = self
+            .store
+            .deployments()
+            .volume_generations(&d.id)
+            .await
+            .map_err(internal("read volumes"))?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let pairs: Vec<(String, String)> = if !request.volumes.is_empty() {
+            request.volumes.clone().into_iter().collect()
+        } else if held.len() == 1 && targets.len() == 1 {
+            vec![(held[0].clone(), targets[0].clone())]
+        } else {
+            return Err(invalid_target(format!(
+                "The backup holds {} and '{}' has {}: say which goes where in `volumes` \
+                 (backup volume -> target volume).",
+                names(&held),
+                d.name,
+                names(&targets)
+            )));
+        };
+        let mut used = std::collections::HashSet::new();
+        for (from, into) in &pairs {
+            if !held.contains(from) {
+                return Err(invalid_target(format!(
+                    "The backup has no volume '{from}'; it holds {}.",
+                    names(&held)
+                )));
+            }
+            if !targets.contains(into) || !used.insert(into) {
+                return Err(invalid_target(format!(
+                    "'{into}' is not a volume of '{}' (or is named twice); it has {}.",
+                    d.name,
+                    names(&targets)
+                )));
+            }
+        }
+        Ok(serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into()))
     }
 
     /// The view of `b`, with its job's current message while it runs.
@@ -306,6 +377,7 @@ impl BackupService for BackupsService {
         &self,
         ctx: &RequestContext,
         id: &BackupId,
+        request: RestoreRequest,
     ) -> Result<RestoreView, ApiError> {
         let b = self.visible_backup(ctx, id).await?;
         if b.removed_at_ms.is_some() {
@@ -322,19 +394,27 @@ impl BackupService for BackupsService {
                 "Only a backup that succeeded can be restored.",
             ));
         }
-        let d = visible_deployment(&self.store, ctx, &DeploymentId(b.deployment_id.clone()))
+        let target = request
+            .target_deployment_id
+            .clone()
+            .unwrap_or_else(|| DeploymentId(b.deployment_id.clone()));
+        let d = visible_deployment(&self.store, ctx, &target)
             .await
-            .map_err(|e| {
-                if e.status == 404 {
-                    ApiError::new(
-                        409,
-                        "deployment_gone",
-                        "The backup's deployment no longer exists.",
-                    )
-                } else {
-                    e
-                }
+            .map_err(|e| match (e.status, target.0 == b.deployment_id) {
+                (404, true) => ApiError::new(
+                    409,
+                    "deployment_gone",
+                    "The backup's deployment no longer exists: restore it into another deployment of the project.",
+                ),
+                (404, false) => invalid_target("No deployment with this id is visible to you."),
+                _ => e,
             })?;
+        if d.project_id != b.project_id {
+            return Err(invalid_target(
+                "A backup is restored into a deployment of its own project.",
+            ));
+        }
+        let volume_map = self.volume_map(&b, &d, &request).await?;
         refuse_deleting(&d)?;
         let caller = ctx.caller.as_ref().map(|u| u.id.0.clone());
         let restore = self
@@ -343,6 +423,7 @@ impl BackupService for BackupsService {
             .queue_restore(
                 &b,
                 &d.id,
+                &volume_map,
                 caller.clone(),
                 NewJob {
                     kind: "restore".into(),
@@ -360,7 +441,8 @@ impl BackupService for BackupsService {
             None,
             "deployment.restore",
             format!("deployment:{}", d.id),
-            json!({"restore": restore.id, "backup": b.id, "snapshot": b.snapshot_id}),
+            json!({"restore": restore.id, "backup": b.id, "snapshot": b.snapshot_id,
+                   "from_deployment": b.deployment_id, "volume_map": volume_map}),
         )
         .await?;
         self.wake_workers.notify_waiters();

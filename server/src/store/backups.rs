@@ -71,6 +71,9 @@ pub struct RestoreRecord {
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// JSON array of `[backup volume, target volume]` pairs; `[]`: each volume into the
+    /// one of the same name.
+    pub volume_map: String,
 }
 
 /// How a backup ended: the snapshot and its figures, or why it failed.
@@ -91,7 +94,8 @@ pub(super) const BACKUP_COLUMNS: &str =
      failure, job_id, created_by, created_at_ms, started_at_ms, finished_at_ms, removed_at_ms";
 
 const RESTORE_COLUMNS: &str = "id, project_id, deployment_id, backup_id, status, files, \
-     bytes_total, failure, job_id, created_by, created_at_ms, started_at_ms, finished_at_ms";
+     bytes_total, failure, job_id, created_by, created_at_ms, started_at_ms, finished_at_ms, \
+     volume_map";
 
 pub(super) fn backup_from_row(row: &AnyRow) -> Result<BackupRecord, sqlx::Error> {
     Ok(BackupRecord {
@@ -134,6 +138,7 @@ fn restore_from_row(row: &AnyRow) -> Result<RestoreRecord, sqlx::Error> {
         created_at_ms: row.try_get("created_at_ms")?,
         started_at_ms: row.try_get("started_at_ms")?,
         finished_at_ms: row.try_get("finished_at_ms")?,
+        volume_map: row.try_get("volume_map")?,
     })
 }
 
@@ -392,6 +397,7 @@ impl<'a> Backups<'a> {
         &self,
         backup: &BackupRecord,
         deployment_id: &str,
+        volume_map: &str,
         created_by: Option<String>,
         job: NewJob,
     ) -> StoreResult<RestoreRecord> {
@@ -407,7 +413,8 @@ impl<'a> Backups<'a> {
         .await?;
         sqlx::query(
             "INSERT INTO restores (id, project_id, deployment_id, backup_id, status, job_id, \
-             created_by, created_at_ms) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7)",
+             created_by, created_at_ms, volume_map) \
+             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8)",
         )
         .bind(&id)
         .bind(&backup.project_id)
@@ -416,6 +423,7 @@ impl<'a> Backups<'a> {
         .bind(&job_id)
         .bind(&created_by)
         .bind(now_ms())
+        .bind(volume_map)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -71,21 +71,36 @@ pub async fn get_one(
         .map_err(fail(&ctx))
 }
 
-/// Queues a restore of the backup into its deployment (202): the volumes are filled anew,
-/// then switched while the deployment is stopped; the old contents stay live until then.
+/// Queues a restore of the backup into its deployment, or into another deployment of the
+/// project (202): the volumes are filled anew, then switched while the deployment is stopped;
+/// the old contents stay live until then.
 #[utoipa::path(post, path = "/api/v1/backups/{id}/restore", tag = "backups",
     params(("id" = String, Path, description = "backup id")),
-    responses((status = 202, body = RestoreView), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope)))]
+    request_body = RestoreRequest,
+    responses((status = 202, body = RestoreView), (status = 400, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn restore(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> RestResult<(StatusCode, Json<RestoreView>)> {
+    // No body (or `{}`) restores into the backup's own deployment.
+    let request: RestoreRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RestoreRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            fail(&ctx)(ApiError::new(
+                400,
+                "invalid_json",
+                format!("The body is not a restore request: {e}"),
+            ))
+        })?
+    };
     let r = state
         .services
         .backups
-        .restore_backup(&ctx, &BackupId(id))
+        .restore_backup(&ctx, &BackupId(id), request)
         .await
         .map_err(fail(&ctx))?;
     Ok((StatusCode::ACCEPTED, Json(r)))
