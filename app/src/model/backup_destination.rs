@@ -238,7 +238,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: [(&str, fn(&mut S3Destination)); 7] = [
+        type Change = fn(&mut S3Destination);
+        let cases: [(&str, Change); 7] = [
             ("endpoint", |d| d.endpoint = "ftp://x".into()),
             ("endpoint", |d| d.endpoint = "http://h/path".into()),
             ("bucket", |d| d.bucket = "Up".into()),
