@@ -91,6 +91,7 @@ async fn berth_backup(engine: &Engine, repository: &Path, spill: &Path) -> (f64,
         let input = berth::backups::tar_source::SourceInput::Tar {
             reader: Box::new(reader),
             tar_root: "berth-volumes".into(),
+            links: None,
         };
         repo::backup(r, input, repo::SNAPSHOT_ROOT, &spill, &tags, &|_| {})
     })

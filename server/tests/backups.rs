@@ -15,13 +15,15 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// Fills /data in the instance: nested directories, a 3 MiB random file (over the in-memory
-/// limit, so it is spilled), an empty file and directory, odd modes and owners, a relative
+/// limit, so it is spilled) with a hard link to it (read again for its second name, restored
+/// as a file of its own with the same content and metadata), an empty file and directory, odd modes and owners, a relative
 /// and an absolute symlink, a name with spaces.
 const FILL: &str = r#"B=/bin/busybox
 $B mkdir -p /data/sub/deep /data/empty
 $B printf 'first file\n' > /data/a.txt
 $B chmod 0600 /data/a.txt
 $B dd if=/dev/urandom of=/data/sub/big.bin bs=1024 count=3072 2>/dev/null
+$B ln /data/sub/big.bin /data/sub/deep/big-link.bin
 $B printf 'deep\n' > '/data/sub/deep/name with spaces.txt'
 $B chown 1000:2000 '/data/sub/deep/name with spaces.txt'
 : > /data/sub/empty.txt
@@ -75,8 +77,8 @@ async fn backup_and_restore(db: Db) {
     let first = backup(&owner, &id).await;
     assert_eq!(first["status"], "succeeded", "{first:#}");
     assert_eq!(first["volumes"], json!(["data"]));
-    // Files as restic counts them: the four files and the two symlinks.
-    assert_eq!(first["files"], 6, "{first:#}");
+    // Files as restic counts them: the five files (the hard link is one) and the two symlinks.
+    assert_eq!(first["files"], 7, "{first:#}");
     assert!(
         first["bytes_total"].as_i64().unwrap() >= 3 * 1024 * 1024,
         "{first:#}"
@@ -86,7 +88,7 @@ async fn backup_and_restore(db: Db) {
     let job = wait_job(&owner, first["job_id"].as_str().unwrap()).await;
     let steps = job["steps"].to_string();
     assert!(
-        steps.contains("read volumes") && steps.contains("6 files"),
+        steps.contains("read volumes") && steps.contains("7 files"),
         "{job:#}"
     );
     // The backup helper is gone, and nothing of it ran.
@@ -146,7 +148,7 @@ async fn backup_and_restore(db: Db) {
     assert_ne!(exec(&container, MANIFEST), original);
     let restored = restore(&owner, first_id).await;
     assert_eq!(restored["status"], "succeeded", "{restored:#}");
-    assert_eq!(restored["files"], 6, "{restored:#}");
+    assert_eq!(restored["files"], 7, "{restored:#}");
     let after = instance(&owner, &id).await;
     assert_ne!(
         after, container,

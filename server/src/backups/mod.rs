@@ -566,6 +566,7 @@ impl BackupRunner {
             })?;
             let container = engine.create_volume_helper(&helper).await?;
             let reader = StreamReader::spawn(engine.download_archive(&container, HELPER_ROOT));
+            let links = link_fetcher(engine.clone(), container.clone());
             let tags = repo::SnapshotTags {
                 label: deployment.id.clone(),
                 tags: vec![
@@ -583,6 +584,7 @@ impl BackupRunner {
                 let input = SourceInput::Tar {
                     reader: Box::new(reader),
                     tar_root: TAR_ROOT.into(),
+                    links: Some(links),
                 };
                 repo::backup(
                     repository,
@@ -626,6 +628,18 @@ impl BackupRunner {
 }
 
 /// The snapshot of a backup that can still be read.
+/// Reads a hard link's target again from the helper `container`: the engine's archive of
+/// that one path (`/<archive path>`), bridged to a blocking reader on this runtime.
+fn link_fetcher(engine: Arc<Engine>, container: String) -> tar_source::LinkFetcher {
+    let handle = tokio::runtime::Handle::current();
+    Box::new(move |target: &std::path::Path| {
+        let _runtime = handle.enter();
+        let path = format!("/{}", target.display());
+        let reader = StreamReader::spawn(engine.download_archive(&container, &path));
+        Ok(Box::new(reader) as Box<dyn std::io::Read + Send>)
+    })
+}
+
 fn restorable_snapshot(backup: &BackupRecord) -> Result<String, BackupError> {
     match (&backup.snapshot_id, backup.removed_at_ms) {
         (Some(id), None) if backup.status == "succeeded" => Ok(id.clone()),

@@ -82,13 +82,22 @@ impl Read for Content {
     }
 }
 
+/// Reads the file at a path of the archive (as the archive names it, e.g.
+/// `berth-volumes/data/a.txt`) again, as a tar stream holding that one file: the content of a
+/// hard link, which a tar stream gives only once, for its first name.
+pub type LinkFetcher = Box<dyn Fn(&Path) -> Result<Box<dyn Read + Send>, String> + Send>;
+
 /// What a snapshot is made from.
 pub enum SourceInput {
     /// The engine's archive stream; its entries under `tar_root` (the archive's root
-    /// directory, e.g. `berth-volumes`) become the snapshot's entries.
+    /// directory, e.g. `berth-volumes`) become the snapshot's entries. A hard link becomes a
+    /// file of its own (restic stores hard links so, and its chunks are the first name's, so
+    /// nothing is stored twice), its content read again through `links`; without `links`, a
+    /// hard link fails the backup.
     Tar {
         reader: Box<dyn Read + Send>,
         tar_root: String,
+        links: Option<LinkFetcher>,
     },
     /// One finished file (a database dump, written out first: restic's tree records each
     /// file's size, which a stream only knows at its end), named `name` in the snapshot's
@@ -189,12 +198,8 @@ fn node_type(header: &tar::Header, path: &Path) -> Result<(NodeType, u32), Strin
         ),
         tar::EntryType::Block => (NodeType::Dev { device: device() }, go_mode | GO_MODE_DEVICE),
         tar::EntryType::Fifo => (NodeType::Fifo, go_mode | GO_MODE_FIFO),
-        tar::EntryType::Link => {
-            return Err(format!(
-                "{} is a hard link; volumes with hard links cannot be backed up yet",
-                path.display()
-            ))
-        }
+        // Its content comes from the first name (`Lister::linked`).
+        tar::EntryType::Link => (NodeType::File, go_mode),
         other => {
             return Err(format!(
                 "{} has a tar entry type Berth does not back up ({other:?})",
@@ -227,6 +232,7 @@ struct Lister {
     snapshot_root: PathBuf,
     spill_dir: PathBuf,
     stats: Arc<SourceStats>,
+    links: Option<LinkFetcher>,
 }
 
 impl Lister {
@@ -272,15 +278,14 @@ impl Lister {
                 }
             }
             let (node_type, go_mode) = node_type(entry.header(), &raw)?;
-            let size = if matches!(node_type, NodeType::File) {
-                entry.size()
+            let (size, open) = if entry.header().entry_type() == tar::EntryType::Link {
+                let (size, content) = self.linked(entry.header(), &raw)?;
+                (size, Some(content))
+            } else if matches!(node_type, NodeType::File) {
+                let size = entry.size();
+                (size, Some(self.take_content(&mut entry, size, &raw)?))
             } else {
-                0
-            };
-            let open = if matches!(node_type, NodeType::File) {
-                Some(self.take_content(&mut entry, size, &raw)?)
-            } else {
-                None
+                (0, None)
             };
             let name = path
                 .file_name()
@@ -297,6 +302,46 @@ impl Lister {
             }
         }
         Ok(())
+    }
+
+    /// The size and content of hard link `raw`: its first name's file, read again.
+    fn linked(&self, header: &tar::Header, raw: &Path) -> Result<(u64, Content), String> {
+        let target = header
+            .link_name()
+            .ok()
+            .flatten()
+            .ok_or_else(|| format!("the hard link {} has no target", raw.display()))?
+            .into_owned();
+        relative_entry_path(&target, &self.tar_root)?;
+        let fetch = self.links.as_ref().ok_or_else(|| {
+            format!(
+                "{} is a hard link, and this source cannot read its target again",
+                raw.display()
+            )
+        })?;
+        let mut archive = tar::Archive::new(fetch(&target)?);
+        let read_err = |e: io::Error| format!("cannot read {} again: {e}", target.display());
+        let mut entries = archive.entries().map_err(read_err)?;
+        let mut first = entries
+            .next()
+            .ok_or_else(|| {
+                format!(
+                    "{} is gone (the target of {})",
+                    target.display(),
+                    raw.display()
+                )
+            })?
+            .map_err(read_err)?;
+        if first.header().entry_type() != tar::EntryType::Regular {
+            return Err(format!(
+                "the hard link {} names {}, which is not a regular file",
+                raw.display(),
+                target.display()
+            ));
+        }
+        let size = first.size();
+        let content = self.take_content(&mut first, size, raw)?;
+        Ok((size, content))
     }
 
     fn take_content<R: Read>(
@@ -346,12 +391,17 @@ impl ReadSource for TarSource {
         let (tx, rx) = std::sync::mpsc::sync_channel(LIST_AHEAD);
         let input = self.input.lock().expect("input lock").take();
         match input {
-            Some(SourceInput::Tar { reader, tar_root }) => {
+            Some(SourceInput::Tar {
+                reader,
+                tar_root,
+                links,
+            }) => {
                 let lister = Lister {
                     tar_root,
                     snapshot_root: self.snapshot_root.clone(),
                     spill_dir: self.spill_dir.clone(),
                     stats: self.stats.clone(),
+                    links,
                 };
                 std::thread::spawn(move || lister.run(reader, &tx));
             }
