@@ -481,8 +481,10 @@ pub trait BackupService: Send + Sync {
 /// authorization as the backups: members of the project, or admins.
 #[async_trait]
 pub trait RepositoryService: Send + Sync {
-    /// The project's backup repository (made on first use). With `reveal_password` (project
-    /// owners and admins only; audited) the answer holds the password stock `restic` needs.
+    /// The project's backup repository (404 `backup_repository_not_found` before its first
+    /// backup). With `reveal_password` (project owners and admins only; audited) the answer
+    /// holds the password stock `restic` needs, and for an S3 repository, to admins only, the
+    /// region's access keys.
     async fn backup_repository(
         &self,
         ctx: &RequestContext,

@@ -83,7 +83,8 @@ async fn berth_backup(engine: &Engine, repository: &Path, spill: &Path) -> (f64,
     let reader = StreamReader::spawn(engine.download_archive(&container, "/berth-volumes"));
     let (location, spill) = (repository.to_owned(), spill.to_owned());
     let summary = tokio::task::spawn_blocking(move || {
-        let r = repo::open_or_init(&repo::Location::Local(location.clone()), PASSWORD).unwrap();
+        let r =
+            repo::open_or_init(&repo::Location::Local(location.clone()), PASSWORD, true).unwrap();
         let tags = repo::SnapshotTags {
             label: "bench".into(),
             tags: vec!["kind:volumes".into()],
@@ -137,7 +138,9 @@ async fn main() {
         let spill = work.path().join("spill");
         std::fs::create_dir_all(&spill).unwrap();
         // Each repository is created before its timed backup.
-        drop(repo::open_or_init(&repo::Location::Local(berth_repo.clone()), PASSWORD).unwrap());
+        drop(
+            repo::open_or_init(&repo::Location::Local(berth_repo.clone()), PASSWORD, true).unwrap(),
+        );
         let init = Command::new("restic")
             .args(["-r", restic_repo.to_str().unwrap(), "init"])
             .env("RESTIC_PASSWORD", PASSWORD)

@@ -64,6 +64,16 @@ async fn checks_and_drills(db: Db) {
     let (owner, project_id) = project(&app, &admin, "owner@example.com", "shop").await;
     let (id, job) = create(&owner, &project_id, "web", 1, greeting_spec("kept")).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
+    let repo_path = format!("/api/v1/projects/{project_id}/backup-repository");
+    let none = owner
+        .get(&repo_path)
+        .await
+        .expect_status(StatusCode::NOT_FOUND)
+        .await;
+    assert_eq!(
+        none["error"]["code"], "backup_repository_not_found",
+        "{none:#}"
+    );
     let container = instance(&owner, &id).await;
     exec(
         &container,
@@ -71,16 +81,16 @@ async fn checks_and_drills(db: Db) {
          $B dd if=/dev/urandom of=/data/sub/big.bin bs=1024 count=1536 2>/dev/null; \
          $B ln -s a.txt /data/link",
     );
-    let backup = backup(&owner, &id).await;
-    assert_eq!(backup["status"], "succeeded", "{backup:#}");
+    let taken = backup(&owner, &id).await;
+    assert_eq!(taken["status"], "succeeded", "{taken:#}");
 
     // A good repository: the check and the drill pass, and say what they did.
     let good = check(&owner, &project_id, true).await;
     assert_eq!(good["status"], "succeeded", "{good:#}");
     assert_eq!(good["snapshots"], 1, "{good:#}");
     assert_eq!(good["read_data_percent"], 100, "{good:#}");
-    assert_eq!(good["drill_files"], backup["files"], "{good:#}");
-    assert_eq!(good["drill_bytes"], backup["bytes_total"], "{good:#}");
+    assert_eq!(good["drill_files"], taken["files"], "{good:#}");
+    assert_eq!(good["drill_bytes"], taken["bytes_total"], "{good:#}");
     assert_eq!(good["findings"], "", "{good:#}");
     let job = wait_job(&owner, good["job_id"].as_str().unwrap()).await;
     assert!(
@@ -117,7 +127,6 @@ async fn checks_and_drills(db: Db) {
             .status(),
         StatusCode::NOT_FOUND
     );
-    let repo_path = format!("/api/v1/projects/{project_id}/backup-repository");
     assert_eq!(
         stranger
             .patch_json(&repo_path, &json!({"restore_drill": true}))
@@ -176,6 +185,53 @@ async fn checks_and_drills(db: Db) {
     assert!(findings.contains("restore drill of web"), "{findings}");
     let failed_job = wait_job(&owner, bad["job_id"].as_str().unwrap()).await;
     assert_eq!(failed_job["status"], "failed", "{failed_job:#}");
+
+    // One check at a time per repository.
+    let queued = owner
+        .post_json(
+            &format!("/api/v1/projects/{project_id}/backup-checks"),
+            &json!({"restore_drill": true}),
+        )
+        .await
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
+    let again = owner
+        .post_json(
+            &format!("/api/v1/projects/{project_id}/backup-checks"),
+            &json!({}),
+        )
+        .await
+        .expect_status(StatusCode::CONFLICT)
+        .await;
+    assert_eq!(again["error"]["code"], "backup_check_running", "{again:#}");
+    wait_until_final(
+        &owner,
+        &format!("/api/v1/backup-checks/{}", queued["id"].as_str().unwrap()),
+    )
+    .await;
+
+    // A repository that lost its config is reported as lost, never made again empty.
+    let config = std::path::Path::new(&location).join("config");
+    std::fs::remove_file(&config).unwrap();
+    let lost = check(&owner, &project_id, false).await;
+    assert_eq!(lost["status"], "failed", "{lost:#}");
+    assert!(
+        lost["findings"]
+            .as_str()
+            .unwrap()
+            .contains("holds no repository"),
+        "{lost:#}"
+    );
+    assert!(
+        !config.exists(),
+        "a new repository was made over the lost one"
+    );
+    let refused = backup(&owner, &id).await;
+    assert_eq!(refused["status"], "failed", "{refused:#}");
+    assert!(
+        !config.exists(),
+        "a backup made a new repository over the lost one"
+    );
     let metrics = reqwest::Client::new()
         .get(app.client().url("/metrics"))
         .bearer_auth("prometheus token 2")
@@ -186,7 +242,7 @@ async fn checks_and_drills(db: Db) {
         .await
         .unwrap();
     assert!(
-        metrics.contains("berth_backup_checks_total{status=\"failed\"} 1"),
+        metrics.contains("berth_backup_checks_total{status=\"failed\"} 3"),
         "{metrics}"
     );
 

@@ -1,9 +1,10 @@
 //! Backup repositories in S3-compatible storage, against a real S3 server (moto) on
 //! loopback: an admin sets the region's destination (bad settings, a missing bucket and an
 //! endpoint that does not answer are refused and nothing is saved; customers may not set it;
-//! the secret never comes back); a project's new repository is made in the bucket; a backup
-//! and a restore go through it byte for byte; stock `restic` lists and checks it with the
-//! revealed keys; removing the destination moves no existing repository.
+//! the secret never comes back, except in an admin's reveal); a project's new repository is
+//! made in the bucket; a backup and a restore go through it byte for byte; stock `restic`
+//! lists and checks it with the revealed keys; removing the destination moves no existing
+//! repository.
 
 #[macro_use]
 mod common;
@@ -107,11 +108,19 @@ async fn s3_repository(db: Db) {
     let original = exec(&container, sums);
     let first = backup(&owner, &id).await;
     assert_eq!(first["status"], "succeeded", "{first:#}");
-    let repo = owner
-        .post_json(
-            &format!("/api/v1/projects/{project_id}/backup-repository/reveal"),
-            &json!({}),
-        )
+    let reveal_path = format!("/api/v1/projects/{project_id}/backup-repository/reveal");
+    // The owner gets the location and password, not the region's keys (good for every
+    // project's repository in the bucket); an admin gets those too.
+    let by_owner = owner
+        .post_json(&reveal_path, &json!({}))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert!(by_owner["password"].is_string(), "{by_owner:#}");
+    assert!(by_owner["secret_access_key"].is_null(), "{by_owner:#}");
+    assert!(by_owner["access_key_id"].is_null(), "{by_owner:#}");
+    let repo = admin
+        .post_json(&reveal_path, &json!({}))
         .await
         .expect_status(StatusCode::OK)
         .await;
@@ -119,6 +128,7 @@ async fn s3_repository(db: Db) {
     assert_eq!(repo["kind"], "s3", "{repo:#}");
     assert_eq!(repo["location"], location, "{repo:#}");
     assert_eq!(repo["secret_access_key"], SECRET, "{repo:#}");
+    assert_eq!(repo["password"], by_owner["password"]);
     let listed = owner
         .get(&format!("/api/v1/projects/{project_id}/backup-repository"))
         .await

@@ -125,10 +125,11 @@ pub struct BackupRepositoryView {
     pub location: String,
     /// Only in the answer of the explicit reveal call, never in listings.
     pub password: Option<String>,
-    /// For `s3`, only in the reveal answer: restic's `AWS_ACCESS_KEY_ID`.
+    /// For `s3`, only in an admin's reveal answer: restic's `AWS_ACCESS_KEY_ID`.
     #[serde(default)]
     pub access_key_id: Option<String>,
-    /// For `s3`, only in the reveal answer: restic's `AWS_SECRET_ACCESS_KEY`.
+    /// For `s3`, only in an admin's reveal answer: restic's `AWS_SECRET_ACCESS_KEY` (the
+    /// region's key, good for every project's repository in the bucket).
     #[serde(default)]
     pub secret_access_key: Option<String>,
     /// Whether the scheduled checks include a restore drill.

@@ -94,10 +94,22 @@ impl BackupRunner {
             .begin("check", format!("reading {percent}% of the pack files"))
             .await;
         let access = self.access(&check.project_id).await?;
+        if access.may_init {
+            progress
+                .note("no backup of the project has succeeded yet: nothing to check")
+                .await;
+            return Ok(CheckOutcome {
+                ok: true,
+                snapshots: 0,
+                drill_files: 0,
+                drill_bytes: 0,
+                findings: String::new(),
+            });
+        }
         let location = access.location.clone();
         let password = access.password.clone();
         let report = tokio::task::spawn_blocking(move || {
-            repo::check(repo::open_or_init(&location, &password)?, percent)
+            repo::check(repo::open(&location, &password)?, percent)
         })
         .await
         .map_err(|e| BackupError::Invalid(format!("the check task failed: {e}")))??;
@@ -177,7 +189,7 @@ impl BackupRunner {
         let location = access.location.clone();
         let password = access.password.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let repository = repo::open_or_init(&location, &password)?;
+            let repository = repo::open(&location, &password)?;
             let (files, bytes) = repo::restore_to(repository, &snapshot, subtree, &dest)?;
             let (found_files, found_bytes) = tally(&dest).map_err(|e| {
                 BackupError::Invalid(format!("cannot read the scratch directory: {e}"))

@@ -186,7 +186,8 @@ impl BackupRunner {
             let name = format!("{}.sql", db.database);
             let spill = work_dir.clone();
             let work = tokio::task::spawn_blocking(move || {
-                let repository = repo::open_or_init(&access.location, &access.password)?;
+                let repository =
+                    repo::open_or_init(&access.location, &access.password, access.may_init)?;
                 let input = super::tar_source::SourceInput::File { name, file };
                 repo::backup(repository, input, repo::DUMP_ROOT, &spill, &tags, &|_| {})
             });
@@ -224,7 +225,7 @@ impl BackupRunner {
             let access = self.access(&deployment.project_id).await?;
             let (snap, dest) = (snapshot_id.to_owned(), staging.clone());
             let counts = tokio::task::spawn_blocking(move || {
-                let repository = repo::open_or_init(&access.location, &access.password)?;
+                let repository = repo::open(&access.location, &access.password)?;
                 repo::restore_to(repository, &snap, repo::DUMP_ROOT, &dest)
             })
             .await

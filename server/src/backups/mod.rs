@@ -158,6 +158,9 @@ impl crate::jobs::JobHandler for BackupRunner {
 struct RepositoryAccess {
     location: repo::Location,
     password: String,
+    /// Whether a backup may create the repository: no backup of the project has succeeded
+    /// yet (after one, a missing repository is a loss to report, not to paper over).
+    may_init: bool,
 }
 
 impl BackupRunner {
@@ -287,7 +290,12 @@ impl BackupRunner {
             Some(s3) => repo::Location::S3(s3),
             None => repo::Location::Local(PathBuf::from(record.location)),
         };
-        Ok(RepositoryAccess { location, password })
+        let may_init = !self.store.backups().any_succeeded(project_id).await?;
+        Ok(RepositoryAccess {
+            location,
+            password,
+            may_init,
+        })
     }
 
     /// The entries of directory `dir` of the backup's snapshot (see `repo::snapshot_path`).
@@ -304,7 +312,7 @@ impl BackupRunner {
         let snapshot = restorable_snapshot(backup)?;
         let access = self.access(&backup.project_id).await?;
         tokio::task::spawn_blocking(move || {
-            let repository = repo::open_or_init(&access.location, &access.password)?;
+            let repository = repo::open(&access.location, &access.password)?;
             repo::list_dir(repository, &snapshot, &dir)
         })
         .await
@@ -336,7 +344,7 @@ impl BackupRunner {
         tokio::task::spawn_blocking(move || {
             let size_tx = Mutex::new(Some(size_tx));
             let mut writer = writer;
-            let result = repo::open_or_init(&access.location, &access.password).and_then(|r| {
+            let result = repo::open(&access.location, &access.password).and_then(|r| {
                 repo::dump_file(
                     r,
                     &snapshot,
@@ -477,7 +485,7 @@ impl BackupRunner {
         let label = backup.deployment_id.clone();
         let result = match self.access(&backup.project_id).await {
             Ok(access) => tokio::task::spawn_blocking(move || {
-                let repository = repo::open_or_init(&access.location, &access.password)?;
+                let repository = repo::open(&access.location, &access.password)?;
                 repo::apply_retention(repository, &label, &rules)
             })
             .await
@@ -580,7 +588,8 @@ impl BackupRunner {
             let stats_slot = stats.clone();
             let spill = spill_dir.clone();
             let work = tokio::task::spawn_blocking(move || {
-                let repository = repo::open_or_init(&access.location, &access.password)?;
+                let repository =
+                    repo::open_or_init(&access.location, &access.password, access.may_init)?;
                 let input = SourceInput::Tar {
                     reader: Box::new(reader),
                     tar_root: TAR_ROOT.into(),
@@ -627,9 +636,11 @@ impl BackupRunner {
     }
 }
 
-/// The snapshot of a backup that can still be read.
 /// Reads a hard link's target again from the helper `container`: the engine's archive of
-/// that one path (`/<archive path>`), bridged to a blocking reader on this runtime.
+/// that one path (`/<archive path>`), bridged to a blocking reader on this runtime. The path
+/// is resolved inside the helper, whose only writable contents are the project's own
+/// volumes (mounted read-only), so a path changed between the two reads can only name the
+/// project's own files or the image's.
 fn link_fetcher(engine: Arc<Engine>, container: String) -> tar_source::LinkFetcher {
     let handle = tokio::runtime::Handle::current();
     Box::new(move |target: &std::path::Path| {
@@ -640,6 +651,7 @@ fn link_fetcher(engine: Arc<Engine>, container: String) -> tar_source::LinkFetch
     })
 }
 
+/// The snapshot of a backup that can still be read.
 fn restorable_snapshot(backup: &BackupRecord) -> Result<String, BackupError> {
     match (&backup.snapshot_id, backup.removed_at_ms) {
         (Some(id), None) if backup.status == "succeeded" => Ok(id.clone()),

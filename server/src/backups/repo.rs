@@ -125,15 +125,18 @@ impl Location {
     }
 }
 
-/// Opens the repository in `location`, creating it (and a local directory) on first use.
+/// Opens the repository in `location`, creating it (and a local directory) when it has no
+/// `config` yet and `may_init` (only for a project's first backup: anywhere else a missing
+/// config means the repository was lost, and a new empty one would hide that).
 ///
 /// # Errors
 /// `Repository` when the place cannot be used (a directory that cannot be made, an S3
-/// endpoint, bucket or key that does not answer), the password does not open it (a wrong
-/// key), or the files are not a repository.
+/// endpoint, bucket or key that does not answer), it holds no repository and may not be
+/// made, the password does not open it (a wrong key), or the files are not a repository.
 pub fn open_or_init(
     location: &Location,
     password: &str,
+    may_init: bool,
 ) -> Result<Repository<OpenStatus>, BackupError> {
     let backend: Arc<dyn rustic_core::WriteBackend> = match location {
         Location::Local(path) => {
@@ -148,20 +151,34 @@ pub fn open_or_init(
     let repo = Repository::new(&options, &backends).map_err(rustic)?;
     let credentials = Credentials::password(password);
     if repo.config_id().map_err(rustic)?.is_some() {
-        repo.open(&credentials).map_err(rustic)
-    } else {
-        if let Location::Local(path) = location {
-            std::fs::create_dir_all(path).map_err(|e| {
-                BackupError::Repository(format!("cannot create {}: {e}", path.display()))
-            })?;
-        }
-        repo.init(
-            &credentials,
-            &KeyOptions::default(),
-            &ConfigOptions::default(),
-        )
-        .map_err(rustic)
+        return repo.open(&credentials).map_err(rustic);
     }
+    if !may_init {
+        return Err(BackupError::Repository(format!(
+            "{} holds no repository (its config is gone): the backups recorded in it cannot be \
+             read",
+            location.describe()
+        )));
+    }
+    if let Location::Local(path) = location {
+        std::fs::create_dir_all(path).map_err(|e| {
+            BackupError::Repository(format!("cannot create {}: {e}", path.display()))
+        })?;
+    }
+    repo.init(
+        &credentials,
+        &KeyOptions::default(),
+        &ConfigOptions::default(),
+    )
+    .map_err(rustic)
+}
+
+/// Opens the existing repository in `location` (see [`open_or_init`]).
+///
+/// # Errors
+/// As [`open_or_init`], and `Repository` when it holds no repository.
+pub fn open(location: &Location, password: &str) -> Result<Repository<OpenStatus>, BackupError> {
+    open_or_init(location, password, false)
 }
 
 /// Backs up `input` as one snapshot whose tree holds it under `snapshot_root`
@@ -328,6 +345,7 @@ pub fn check(
         .read_data(read_data_percent > 0)
         .read_data_subset(subset);
     let results = repo.check(options).map_err(rustic)?;
+    let failed = results.is_ok().is_err();
     let mut report = CheckReport {
         snapshots,
         errors: Vec::new(),
@@ -341,6 +359,12 @@ pub fn check(
         } else {
             report.warnings.push(text);
         }
+    }
+    // `is_ok` is rustic's own verdict: never let a renamed level pass a damaged repository.
+    if failed && report.errors.is_empty() {
+        report
+            .errors
+            .push("rustic's check found errors it did not list".into());
     }
     Ok(report)
 }

@@ -185,7 +185,7 @@ impl BackupRunner {
         let access = self.access(&deployment.project_id).await?;
         let (snap, dest) = (snapshot_id.to_owned(), staging.to_owned());
         let counts = tokio::task::spawn_blocking(move || {
-            let repository = repo::open_or_init(&access.location, &access.password)?;
+            let repository = repo::open(&access.location, &access.password)?;
             repo::restore_to(repository, &snap, repo::SNAPSHOT_ROOT, &dest)
         })
         .await

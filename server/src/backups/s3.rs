@@ -1,9 +1,11 @@
 //! Repositories in S3-compatible storage: rustic_core's backend traits over Apache OpenDAL's
 //! S3 service (AWS Signature Version 4, path-style requests). Objects are laid out as restic
 //! lays out files (<https://restic.readthedocs.io/en/stable/100_references.html#repository-format>):
-//! `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>`, `locks/<id>` and
-//! `data/<first two hex digits>/<id>`, under the repository's key prefix, so stock restic
-//! opens the same place as `s3:<endpoint>/<bucket>/<prefix>`.
+//! `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>` and `data/<first two hex
+//! digits>/<id>` (rustic writes no `locks/`), under the repository's key prefix, so stock
+//! restic opens the same place as `s3:<endpoint>/<bucket>/<prefix>`. Requests that fail in a
+//! way OpenDAL deems temporary (5xx, throttling, a dropped connection) are retried with
+//! exponential backoff and jitter, up to 4 times.
 //!
 //! The calls block (rustic_core is synchronous): make them off the async worker threads, with
 //! a tokio runtime current (OpenDAL runs each request on it and waits).
@@ -103,7 +105,14 @@ impl S3Backend {
             .disable_config_load()
             .disable_ec2_metadata();
         let op = opendal::Operator::new(builder)
-            .map_err(|e| BackupError::Repository(format!("S3: {}", describe(&e))))?;
+            .map_err(|e| BackupError::Repository(format!("S3: {}", describe(&e))))?
+            .layer(
+                opendal::layers::RetryLayer::new()
+                    .with_jitter()
+                    .with_max_times(4)
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10)),
+            );
         let op = blocking::Operator::new(op)
             .map_err(|e| BackupError::Repository(format!("S3: {}", describe(&e))))?;
         Ok(Self {
@@ -112,16 +121,20 @@ impl S3Backend {
         })
     }
 
-    /// Lists the repository's prefix once: proves the endpoint answers, the bucket exists
-    /// and the keys may read it.
+    /// Lists the prefix, then writes and removes a small object in it: proves the endpoint
+    /// answers, the bucket exists and the keys may read, write and delete there (what every
+    /// backup and prune needs).
     ///
     /// # Errors
     /// `Repository` saying which of these failed.
     pub fn probe(&self) -> Result<(), BackupError> {
-        self.op
-            .list("/")
-            .map(|_| ())
-            .map_err(|e| BackupError::Repository(format!("S3 {}: {}", self.location, describe(&e))))
+        let fail = |e: opendal::Error| {
+            BackupError::Repository(format!("S3 {}: {}", self.location, describe(&e)))
+        };
+        self.op.list("/").map_err(fail)?;
+        let probe = format!(".berth-probe-{}", crate::secrets::random_hex(8));
+        self.op.write(&probe, b"berth".to_vec()).map_err(fail)?;
+        self.op.delete(&probe).map_err(fail)
     }
 
     /// The object key of a repository file (relative to the root).

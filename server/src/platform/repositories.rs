@@ -50,13 +50,19 @@ impl RepositoriesService {
         }
     }
 
+    /// The project's repository; 404 `backup_repository_not_found` before its first backup
+    /// (reads never make one: where it is made is decided at the first backup).
     async fn record(&self, project_id: &str) -> Result<BackupRepositoryRecord, ApiError> {
-        self.runner
-            .repository_record(project_id)
+        self.store
+            .backups()
+            .repository(project_id)
             .await
-            .map_err(|e| {
-                tracing::error!(project.id = %project_id, error = %e, "cannot make the backup repository record");
-                ApiError::internal()
+            .map_err(internal("read backup repository"))?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "backup_repository_not_found",
+                    "The project has no backup repository yet: it is made at its first backup.",
+                )
             })
     }
 }
@@ -120,9 +126,14 @@ impl RepositoryService for RepositoriesService {
                 ApiError::internal()
             };
             view.password = Some(self.secrets.open(&record.password).map_err(|e| fail(&e))?);
-            if let Some(s3) = self.runner.s3_settings(&record).map_err(|e| fail(&e))? {
-                view.access_key_id = Some(s3.destination.access_key_id);
-                view.secret_access_key = Some(s3.destination.secret_access_key);
+            // The S3 keys are the region's, good for every project's repository in the
+            // bucket: only admins get them.
+            let s3_keys = access.is_admin && record.s3.is_some();
+            if s3_keys {
+                if let Some(s3) = self.runner.s3_settings(&record).map_err(|e| fail(&e))? {
+                    view.access_key_id = Some(s3.destination.access_key_id);
+                    view.secret_access_key = Some(s3.destination.secret_access_key);
+                }
             }
             audit(
                 &self.store,
@@ -130,7 +141,7 @@ impl RepositoryService for RepositoriesService {
                 None,
                 "project.backup_password_revealed",
                 format!("project:{}", access.project.id),
-                json!({}),
+                json!({ "s3_keys": s3_keys }),
             )
             .await?;
         }
@@ -170,8 +181,20 @@ impl RepositoryService for RepositoriesService {
     ) -> Result<BackupCheckView, ApiError> {
         let access = project_access(&self.store, ctx, project).await?;
         let project_id = access.project.id.clone();
-        // The repository exists before its first check (made here if it did not).
         self.record(&project_id).await?;
+        if self
+            .store
+            .backup_checks()
+            .has_unfinished(&project_id)
+            .await
+            .map_err(internal("read repository checks"))?
+        {
+            return Err(ApiError::new(
+                409,
+                "backup_check_running",
+                "A check of this repository is already queued or running; wait for its result.",
+            ));
+        }
         let check = self
             .store
             .backup_checks()

@@ -267,6 +267,18 @@ impl<'a> BackupChecks<'a> {
         Ok(busy == 0)
     }
 
+    /// Whether a check of the project's repository is queued or running.
+    pub async fn has_unfinished(&self, project_id: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM backup_checks WHERE project_id = $1 \
+             AND status IN ('queued', 'running')",
+        )
+        .bind(project_id)
+        .fetch_one(self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
     /// Turns the restore drill of the project's scheduled checks on or off.
     pub async fn set_restore_drill(&self, project_id: &str, on: bool) -> StoreResult<()> {
         touched(

@@ -252,6 +252,17 @@ impl<'a> Backups<'a> {
     }
 
     /// Whether the deployment has a backup queued or running.
+    /// Whether any backup of the project ever succeeded (its repository was made then).
+    pub async fn any_succeeded(&self, project_id: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM backups WHERE project_id = $1 AND status = 'succeeded'",
+        )
+        .bind(project_id)
+        .fetch_one(self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
     pub async fn has_unfinished(&self, deployment_id: &str) -> StoreResult<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM backups WHERE deployment_id = $1 \
