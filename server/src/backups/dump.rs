@@ -209,9 +209,11 @@ impl BackupRunner {
     ) -> Result<(u64, u64), BackupError> {
         let (_, spec) = self.orchestrator.current_release(deployment).await?;
         let db = spec.database.clone().ok_or_else(|| {
-            BackupError::Invalid(
-                "the backup is a database dump, and the deployment is not marked as a database any more".into(),
-            )
+            BackupError::Invalid(format!(
+                "the backup is a database dump, and deployment '{}' is not marked as a \
+                     database server (its spec has no `database`)",
+                deployment.name
+            ))
         })?;
         let (node_id, engine, container) = self.running_instance(deployment).await?;
         progress
