@@ -232,15 +232,7 @@ async fn checks_and_drills(db: Db) {
         !config.exists(),
         "a backup made a new repository over the lost one"
     );
-    let metrics = reqwest::Client::new()
-        .get(app.client().url("/metrics"))
-        .bearer_auth("prometheus token 2")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&app, "prometheus token 2").await;
     assert!(
         metrics.contains("berth_backup_checks_total{status=\"failed\"} 3"),
         "{metrics}"

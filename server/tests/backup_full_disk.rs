@@ -96,13 +96,7 @@ async fn full_disk(db: Db) {
     let after = instance(&owner, &id).await;
     assert_eq!(after, container, "the instance was not touched");
     assert_eq!(exec(&after, sums), live_sum, "the live data is as it was");
-    let volumes = docker(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("label=berth.project={project_id}"),
-    ]);
+    let volumes = project_volumes(&project_id);
     assert!(
         !volumes.contains("-g1"),
         "the new volume was removed: {volumes}"

@@ -127,13 +127,7 @@ async fn restore_into_another_deployment(db: Db) {
         "later",
         "the backed-up deployment keeps its own data"
     );
-    let volumes = docker(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("label=berth.project={project_id}"),
-    ]);
+    let volumes = project_volumes(&project_id);
     assert!(
         volumes.contains(&format!("berth-{project_id}-data-copy-g1")),
         "{volumes}"

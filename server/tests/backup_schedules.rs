@@ -155,15 +155,7 @@ async fn schedule_and_retention(db: Db) {
     );
 
     // /metrics counts the backups by status and trigger, and the missed runs.
-    let text = reqwest::Client::new()
-        .get(app.client().url("/metrics"))
-        .bearer_auth("prometheus token 1")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&app, "prometheus token 1").await;
     for line in [
         "berth_backups_total{status=\"succeeded\",trigger=\"manual\"} 2",
         "berth_backups_total{status=\"succeeded\",trigger=\"schedule\"} 1",

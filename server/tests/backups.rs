@@ -160,13 +160,7 @@ async fn backup_and_restore(db: Db) {
     let address = healthy(&d)[0]["address"].as_str().unwrap().to_owned();
     assert_eq!(fetch(&address).await.as_deref(), Some("kept"));
     // The volume was replaced by its next generation; the old one is gone.
-    let volumes = docker(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("label=berth.project={project_id}"),
-    ]);
+    let volumes = project_volumes(&project_id);
     assert!(
         volumes.contains(&format!("berth-{project_id}-data-g1")),
         "{volumes}"
@@ -390,13 +384,7 @@ async fn backup_and_restore(db: Db) {
         original,
         "the live data is as it was"
     );
-    let volumes = docker(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("label=berth.project={project_id}"),
-    ]);
+    let volumes = project_volumes(&project_id);
     assert!(
         !volumes.contains("-data-g2"),
         "no new volume is left behind: {volumes}"

@@ -55,8 +55,10 @@ impl BackupRunner {
         if matches!(check.status.as_str(), "succeeded" | "failed") {
             return Ok(());
         }
-        let lock = self.project_lock(&check.project_id);
-        let _turn = lock.lock().await;
+        let _turn = self
+            .repository_turn(&check.project_id, progress)
+            .await
+            .map_err(|e| e.to_string())?;
         self.store
             .backup_checks()
             .start(id)
@@ -173,7 +175,7 @@ impl BackupRunner {
         &self,
         check_id: &str,
         backup: &BackupRecord,
-        access: &super::RepositoryAccess,
+        access: &super::repository::RepositoryAccess,
     ) -> Result<(u64, u64), BackupError> {
         let snapshot = backup
             .snapshot_id

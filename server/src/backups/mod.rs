@@ -18,6 +18,7 @@ mod check;
 mod dump;
 pub mod pipe;
 pub mod repo;
+mod repository;
 mod restore;
 pub mod s3;
 pub mod schedule;
@@ -39,11 +40,8 @@ use crate::{
     jobs::Progress,
     orchestrator::Orchestrator,
     runtime::{Engine, RuntimeError, VolumeHelper},
-    secrets::{random_hex, SecretBox},
-    store::{
-        BackupOutcome, BackupRecord, BackupRepositoryRecord, DeploymentRecord, JobRecord, Store,
-        StoreError,
-    },
+    secrets::SecretBox,
+    store::{BackupOutcome, BackupRecord, DeploymentRecord, JobRecord, Store, StoreError},
 };
 use pipe::StreamReader;
 use tar_source::{SourceInput, SourceStats};
@@ -112,8 +110,12 @@ pub struct BackupRunner {
     secrets: SecretBox,
     orchestrator: Arc<Orchestrator>,
     settings: BackupSettings,
-    /// One repository operation at a time per project.
+    /// One repository operation at a time per project (in this process; see `repository`).
     project_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// This process in repository leases.
+    owner: String,
+    /// Whether this is the only controller (SQLite): then no lease is needed.
+    sole_controller: bool,
 }
 
 impl crate::jobs::JobHandler for BackupRunner {
@@ -154,15 +156,6 @@ impl crate::jobs::JobHandler for BackupRunner {
     }
 }
 
-/// A repository's location and password, opened.
-struct RepositoryAccess {
-    location: repo::Location,
-    password: String,
-    /// Whether a backup may create the repository: no backup of the project has succeeded
-    /// yet (after one, a missing repository is a loss to report, not to paper over).
-    may_init: bool,
-}
-
 impl BackupRunner {
     pub fn new(
         store: Store,
@@ -170,132 +163,16 @@ impl BackupRunner {
         orchestrator: Arc<Orchestrator>,
         settings: BackupSettings,
     ) -> Self {
+        let sole_controller = store.backend() == crate::store::Backend::Sqlite;
         Self {
             store,
             secrets,
             orchestrator,
             settings,
             project_locks: Mutex::new(HashMap::new()),
+            owner: crate::store::new_id(),
+            sole_controller,
         }
-    }
-
-    fn project_lock(&self, project_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.project_locks
-            .lock()
-            .expect("project locks")
-            .entry(project_id.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    /// The project's repository record, made (with a new random password) on first use:
-    /// in the backup destination of the region the project's instances run in (the first
-    /// by name, see [`crate::store::BackupDestinations::for_project`]), else in a local
-    /// directory under the data directory.
-    ///
-    /// # Errors
-    /// `Store` when it cannot be read or written.
-    pub async fn repository_record(
-        &self,
-        project_id: &str,
-    ) -> Result<BackupRepositoryRecord, BackupError> {
-        if let Some(r) = self.store.backups().repository(project_id).await? {
-            return Ok(r);
-        }
-        let password = self.secrets.seal(&random_hex(32));
-        let created_at_ms = crate::store::now_ms();
-        let next_check_at_ms = created_at_ms + self.settings.check_interval_ms;
-        let record = match self
-            .store
-            .backup_destinations()
-            .for_project(project_id)
-            .await?
-        {
-            Some(d) => {
-                let secret_access_key = self.secrets.open(&d.secret_access_key).map_err(|e| {
-                    BackupError::Repository(format!(
-                        "the secret key of region {}'s backup destination cannot be read: {e}",
-                        d.region
-                    ))
-                })?;
-                let destination = app::model::S3Destination {
-                    endpoint: d.endpoint,
-                    bucket: d.bucket,
-                    region: d.s3_region,
-                    prefix: d.prefix,
-                    access_key_id: d.access_key_id,
-                    secret_access_key,
-                };
-                let root = destination.repository_prefix(project_id);
-                let s3 = s3::S3Repository { destination, root };
-                let location = s3.location();
-                let json = serde_json::to_string(&s3).map_err(|e| {
-                    BackupError::Repository(format!("cannot record the S3 settings: {e}"))
-                })?;
-                BackupRepositoryRecord {
-                    project_id: project_id.to_owned(),
-                    kind: "s3".into(),
-                    location,
-                    password,
-                    s3: Some(self.secrets.seal(&json)),
-                    restore_drill: false,
-                    next_check_at_ms,
-                    created_at_ms,
-                }
-            }
-            None => BackupRepositoryRecord {
-                project_id: project_id.to_owned(),
-                kind: "local".into(),
-                location: self
-                    .settings
-                    .repository_root
-                    .join(project_id)
-                    .to_string_lossy()
-                    .into_owned(),
-                password,
-                s3: None,
-                restore_drill: false,
-                next_check_at_ms,
-                created_at_ms,
-            },
-        };
-        Ok(self.store.backups().ensure_repository(&record).await?)
-    }
-
-    /// The S3 settings of a repository record (`None` for a local one).
-    ///
-    /// # Errors
-    /// `Repository` when the sealed settings cannot be opened or read.
-    pub fn s3_settings(
-        &self,
-        record: &BackupRepositoryRecord,
-    ) -> Result<Option<s3::S3Repository>, BackupError> {
-        let Some(sealed) = &record.s3 else {
-            return Ok(None);
-        };
-        let json = self.secrets.open(sealed).map_err(|e| {
-            BackupError::Repository(format!("the repository's S3 settings cannot be read: {e}"))
-        })?;
-        serde_json::from_str(&json).map(Some).map_err(|e| {
-            BackupError::Repository(format!("the repository's S3 settings are damaged: {e}"))
-        })
-    }
-
-    async fn access(&self, project_id: &str) -> Result<RepositoryAccess, BackupError> {
-        let record = self.repository_record(project_id).await?;
-        let password = self.secrets.open(&record.password).map_err(|e| {
-            BackupError::Repository(format!("the repository password cannot be read: {e}"))
-        })?;
-        let location = match self.s3_settings(&record)? {
-            Some(s3) => repo::Location::S3(s3),
-            None => repo::Location::Local(PathBuf::from(record.location)),
-        };
-        let may_init = !self.store.backups().any_succeeded(project_id).await?;
-        Ok(RepositoryAccess {
-            location,
-            password,
-            may_init,
-        })
     }
 
     /// The entries of directory `dir` of the backup's snapshot (see `repo::snapshot_path`).
@@ -433,8 +310,10 @@ impl BackupRunner {
         if backup.status == "succeeded" {
             return Ok(());
         }
-        let lock = self.project_lock(&backup.project_id);
-        let _turn = lock.lock().await;
+        let _turn = self
+            .repository_turn(&backup.project_id, progress)
+            .await
+            .map_err(|e| e.to_string())?;
         let outcome = match self.take_backup(&backup, progress).await {
             Ok(summary) => BackupOutcome::Succeeded {
                 snapshot_id: summary.snapshot_id,

@@ -41,8 +41,10 @@ impl BackupRunner {
         if restore.status == "succeeded" {
             return Ok(());
         }
-        let lock = self.project_lock(&restore.project_id);
-        let _turn = lock.lock().await;
+        let _turn = self
+            .repository_turn(&restore.project_id, progress)
+            .await
+            .map_err(|e| e.to_string())?;
         self.store
             .backups()
             .start_restore(id)

@@ -156,3 +156,27 @@ impl S3Server {
         assert!(r.status().is_success(), "{r:?}");
     }
 }
+
+/// The names of the project's Docker volumes, one a line.
+pub fn project_volumes(project_id: &str) -> String {
+    docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=berth.project={project_id}"),
+    ])
+}
+
+/// `GET /metrics` with the bearer `token`; the Prometheus text.
+pub async fn metrics_text(app: &TestApp, token: &str) -> String {
+    reqwest::Client::new()
+        .get(app.client().url("/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
