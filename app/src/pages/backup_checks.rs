@@ -63,11 +63,22 @@ pub fn RepositoryPanel(id: String) -> impl IntoView {
         move || (cid.clone(), tick.get(), start.version().get()),
         |(id, ..)| list_backup_checks(id),
     );
+    // There is no repository before the first backup: look again every tick until there is
+    // one, then only after a change (so an unsaved tick of the drill box is never reset).
+    let have_repository = RwSignal::new(false);
     let rid = id.clone();
     let repository = Resource::new(
-        move || (rid.clone(), drill.version().get()),
+        move || {
+            let waiting = (!have_repository.get()).then(|| tick.get());
+            (rid.clone(), drill.version().get(), waiting)
+        },
         |(id, ..)| load_backup_repository(id),
     );
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = repository.get() {
+            have_repository.set(true);
+        }
+    });
     let (start_id, reveal_id) = (id.clone(), id.clone());
     view! {
         <h3 class="mt-4 text-sm font-medium">"Repository checks"</h3>

@@ -117,6 +117,13 @@ pub async fn protect_and_restore(c: &Client, berth_url: &str) -> Result<()> {
         .at_most(Duration::from_secs(90))
         .for_element(Locator::XPath(done))
         .await?;
+    // The repository, made by that first backup, shows up on the card without a reload.
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//p[@id='backup-repository-info'][contains(., 'local repository')]",
+        ))
+        .await?;
 
     // The file is lost; the restore (confirmed by its box) brings it back.
     exec(&container, "/bin/busybox rm /www/data/notes.txt")?;
