@@ -33,10 +33,13 @@ use super::{
 };
 use crate::{
     secrets::SecretBox,
-    store::{now_ms, CertificateRecord, Issued, Store, StoreError},
+    store::{now_ms, Issued, Store, StoreError},
 };
 
-const DAY_MS: i64 = 86_400_000;
+mod policy;
+
+pub use policy::{describe, renew_at, retry_delay_ms};
+use policy::{Failure, BAD_NONCE_ORDERS, DAY_MS};
 /// How often the manager looks for work.
 pub const TICK: Duration = Duration::from_secs(5);
 /// Lifetime of the self-signed fallback, days.
@@ -104,22 +107,6 @@ enum Published {
     Dns(String, String),
 }
 
-/// Why an attempt failed, and whether the CA asked to slow down.
-struct Failure {
-    message: String,
-    rate_limited: bool,
-}
-
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(e: E) -> Self {
-        let message = e.to_string();
-        Self {
-            rate_limited: message.contains("rateLimited"),
-            message,
-        }
-    }
-}
-
 impl CertificateManager {
     /// `certs` is this process's TLS listener's store (for TLS-ALPN-01); `changed` tells the
     /// ingress to reload.
@@ -183,7 +170,17 @@ impl CertificateManager {
             None => Vec::new(),
         };
         for slot in due {
-            match self.issue(&slot.hostname).await {
+            let mut outcome = self.issue(&slot.hostname).await;
+            for _ in 1..BAD_NONCE_ORDERS {
+                match &outcome {
+                    Err(f) if f.bad_nonce => {
+                        tracing::info!(hostname = %slot.hostname, "the CA refused a nonce; ordering again");
+                        outcome = self.issue(&slot.hostname).await;
+                    }
+                    _ => break,
+                }
+            }
+            match outcome {
                 Ok(g) => {
                     self.store_issued(&slot.id, &g, renew_at(g.not_before_ms, g.not_after_ms))
                         .await?;
@@ -539,54 +536,5 @@ impl CertificateManager {
         } else {
             reasons.join("; ")
         }
-    }
-}
-
-/// When a certificate valid from `not_before_ms` to `not_after_ms` is renewed:
-/// `not_after − min(30 days, lifetime / 3)`.
-pub fn renew_at(not_before_ms: i64, not_after_ms: i64) -> i64 {
-    let lifetime = (not_after_ms - not_before_ms).max(0);
-    not_after_ms - (30 * DAY_MS).min(lifetime / 3)
-}
-
-/// Delay before the next attempt after `attempts` earlier failures: 1 min doubling up to
-/// 6 h; at least 1 h when the CA answered `rateLimited` (RFC 8555 §6.7).
-pub fn retry_delay_ms(attempts: i64, rate_limited: bool) -> i64 {
-    let exponential = 60_000_i64.saturating_mul(1 << attempts.clamp(0, 20));
-    let delay = exponential.min(6 * 3_600_000);
-    if rate_limited {
-        delay.max(3_600_000)
-    } else {
-        delay
-    }
-}
-
-/// A certificate slot as the portal shows it.
-pub fn describe(slot: &CertificateRecord, now_ms: i64) -> &'static str {
-    match (&slot.cert_pem, slot.not_after_ms) {
-        (Some(_), Some(t)) if t <= now_ms => "expired",
-        (Some(_), _) if !slot.last_error.is_empty() => "renewal_failing",
-        (Some(_), _) => "issued",
-        (None, _) if !slot.last_error.is_empty() => "failed",
-        (None, _) => "pending",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renewal_is_thirty_days_before_expiry_or_a_third_of_a_short_lifetime() {
-        assert_eq!(renew_at(0, 90 * DAY_MS), 60 * DAY_MS);
-        assert_eq!(renew_at(0, 6 * DAY_MS), 4 * DAY_MS);
-    }
-
-    #[test]
-    fn retries_back_off_and_respect_rate_limits() {
-        assert_eq!(retry_delay_ms(0, false), 60_000);
-        assert_eq!(retry_delay_ms(1, false), 120_000);
-        assert_eq!(retry_delay_ms(30, false), 6 * 3_600_000);
-        assert_eq!(retry_delay_ms(0, true), 3_600_000);
     }
 }
