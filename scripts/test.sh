@@ -43,6 +43,9 @@ docker_cleanup() {
     ids=$(docker images -q --filter "label=berth.test=$value" --filter label=berth.build | sort -u)
     [[ -n $ids ]] && docker rmi -f $ids >/dev/null || true
   done
+  # The volume agent's image, which backups build on first use.
+  ids=$(docker images -q --filter label=berth.helper=volume-lister | sort -u)
+  [[ -n $ids ]] && docker rmi -f $ids >/dev/null || true
 }
 cleanup() {
   docker_cleanup

@@ -77,6 +77,7 @@ async fn berth_backup(engine: &Engine, repository: &Path, spill: &Path) -> (f64,
         image: TEST_IMAGE.into(),
         volumes: vec![(VOLUME.into(), "/berth-volumes/data".into())],
         read_only: true,
+        agent: None,
         labels: HashMap::from([("berth.test".into(), "1".into())]),
     };
     let container = engine.create_volume_helper(&helper).await.unwrap();

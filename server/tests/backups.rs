@@ -91,7 +91,8 @@ async fn backup_and_restore(db: Db) {
         steps.contains("read volumes") && steps.contains("7 files"),
         "{job:#}"
     );
-    // The backup helper is gone, and nothing of it ran.
+    // The backup helper is gone (it ran Berth's volume agent, nothing of the deployment's
+    // image).
     let helpers = || {
         docker(&[
             "ps",
@@ -111,13 +112,32 @@ async fn backup_and_restore(db: Db) {
         second["bytes_added"].as_i64().unwrap() < 64 * 1024,
         "unchanged data stored again: {second:#}"
     );
+    // It was listed by Berth's volume agent and compared with the first: no file was read.
+    assert_eq!(second["files"], 7, "{second:#}");
+    let steps = wait_job(&owner, second["job_id"].as_str().unwrap()).await["steps"].to_string();
+    assert!(
+        steps.contains("listed by the volume agent, fetched 0 changed files"),
+        "{steps}"
+    );
+    // A change that keeps the size and puts the mtime back (as `touch -d` does) shows only
+    // in the ctime, which the second backup's listing recorded: the third fetches that file
+    // and no other.
+    exec(
+        &container,
+        "B=/bin/busybox; $B printf 'FIRST FILE\\n' > /data/a.txt; $B touch -d '2020-01-02 03:04:05' /data/a.txt",
+    );
+    let third = backup(&owner, &id).await;
+    assert_eq!(third["status"], "succeeded", "{third:#}");
+    let steps = wait_job(&owner, third["job_id"].as_str().unwrap()).await["steps"].to_string();
+    assert!(steps.contains("fetched 1 changed file (11 B)"), "{steps}");
+    let third_snapshot = third["snapshot_id"].as_str().unwrap().to_owned();
     let listed = owner
         .get(&format!("/api/v1/deployments/{id}/backups"))
         .await
         .expect_status(StatusCode::OK)
         .await;
-    assert_eq!(listed.as_array().unwrap().len(), 2);
-    assert_eq!(listed[0]["id"], second["id"], "newest first");
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    assert_eq!(listed[0]["id"], third["id"], "newest first");
 
     // Strangers see nothing of it, and cannot restore or reveal.
     let stranger = app.customer(&admin, "nosy@example.com").await;
@@ -257,7 +277,7 @@ async fn backup_and_restore(db: Db) {
         String::from_utf8_lossy(&out.stderr)
     );
     let snaps: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps:#}");
+    assert_eq!(snaps.as_array().unwrap().len(), 3, "{snaps:#}");
     let mine = snaps
         .as_array()
         .unwrap()
@@ -276,13 +296,15 @@ async fn backup_and_restore(db: Db) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The snapshot made from the agent's listing: the changed file as fetched, the others
+    // as the first snapshot stored them.
     let target = tempfile::tempdir().unwrap();
     let out = restic(
         &location,
         &password,
         &[
             "restore",
-            &snapshot,
+            &third_snapshot,
             "--target",
             target.path().to_str().unwrap(),
         ],
@@ -295,7 +317,7 @@ async fn backup_and_restore(db: Db) {
     let data = target.path().join("volumes/data");
     assert_eq!(
         std::fs::read_to_string(data.join("a.txt")).unwrap(),
-        "first file\n"
+        "FIRST FILE\n"
     );
     assert_eq!(
         std::fs::read_link(data.join("outside")).unwrap(),

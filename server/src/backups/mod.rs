@@ -16,6 +16,7 @@
 
 mod check;
 mod dump;
+pub mod listing;
 pub mod pipe;
 pub mod repo;
 mod repository;
@@ -23,11 +24,12 @@ mod restore;
 pub mod s3;
 pub mod schedule;
 pub mod tar_source;
+mod volumes;
 
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -39,12 +41,10 @@ use serde::Deserialize;
 use crate::{
     jobs::Progress,
     orchestrator::Orchestrator,
-    runtime::{Engine, RuntimeError, VolumeHelper},
+    runtime::{Engine, RuntimeError},
     secrets::SecretBox,
     store::{BackupOutcome, BackupRecord, DeploymentRecord, JobRecord, Store, StoreError},
 };
-use pipe::StreamReader;
-use tar_source::{SourceInput, SourceStats};
 
 /// Where the helper container mounts the volumes, and the archive's root entry.
 const HELPER_ROOT: &str = "/berth-volumes";
@@ -408,126 +408,9 @@ impl BackupRunner {
                 .take_dump(backup, &deployment, &release, &spec, database, progress)
                 .await;
         }
-        let mounts = self.orchestrator.volume_mounts(&deployment, &spec).await?;
-        if mounts.is_empty() {
-            return Err(BackupError::Invalid(
-                "the deployment has no named volumes to back up".into(),
-            ));
-        }
-        let names: Vec<String> = spec.volumes.iter().map(|v| v.name.clone()).collect();
-        let (node_id, engine) = self.volume_node(&deployment).await?;
-        self.store
-            .backups()
-            .start_backup(
-                &backup.id,
-                &node_id,
-                "volumes",
-                &serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()),
-            )
-            .await?;
-        progress
-            .begin(
-                "read volumes",
-                format!("{} on node {node_id}", names.join(", ")),
-            )
-            .await;
-        let helper = VolumeHelper {
-            name: format!("berth-backup-{}", backup.id),
-            image: release.image_digest.clone().unwrap_or(spec.image.clone()),
-            volumes: names
-                .iter()
-                .zip(&mounts)
-                .map(|(name, (volume, _))| (volume.clone(), format!("{HELPER_ROOT}/{name}")))
-                .collect(),
-            read_only: true,
-            labels: self.helper_labels(&deployment.project_id),
-        };
-        let access = self.access(&deployment.project_id).await?;
-        let spill_dir = self
-            .settings
-            .staging_root
-            .join(format!("backup-{}", backup.id));
-        let result = async {
-            std::fs::create_dir_all(&spill_dir).map_err(|e| {
-                BackupError::Invalid(format!("cannot create {}: {e}", spill_dir.display()))
-            })?;
-            let container = engine.create_volume_helper(&helper).await?;
-            let reader = StreamReader::spawn(engine.download_archive(&container, HELPER_ROOT));
-            let links = link_fetcher(engine.clone(), container.clone());
-            let tags = repo::SnapshotTags {
-                label: deployment.id.clone(),
-                tags: vec![
-                    format!("project:{}", deployment.project_id),
-                    format!("deployment:{}", deployment.id),
-                    format!("release:{}", release.id),
-                    "kind:volumes".into(),
-                ],
-            };
-            let stats: Arc<Mutex<Option<Arc<SourceStats>>>> = Arc::default();
-            let stats_slot = stats.clone();
-            let spill = spill_dir.clone();
-            let work = tokio::task::spawn_blocking(move || {
-                let repository =
-                    repo::open_or_init(&access.location, &access.password, access.may_init)?;
-                let input = SourceInput::Tar {
-                    reader: Box::new(reader),
-                    tar_root: TAR_ROOT.into(),
-                    links: Some(links),
-                };
-                repo::backup(
-                    repository,
-                    input,
-                    repo::SNAPSHOT_ROOT,
-                    &spill,
-                    &tags,
-                    &|s| {
-                        *stats_slot.lock().expect("stats slot") = Some(s);
-                    },
-                )
-            });
-            report_while(work, progress, || {
-                stats.lock().expect("stats slot").as_ref().map(|s| {
-                    format!(
-                        "{} files, {} read",
-                        s.files.load(Ordering::Relaxed),
-                        human_bytes(s.bytes.load(Ordering::Relaxed))
-                    )
-                })
-            })
+        self.take_volume_backup(backup, &deployment, &release, &spec, progress)
             .await
-        }
-        .await;
-        if let Err(e) = engine.remove_container(&helper.name).await {
-            tracing::warn!(backup.id = %backup.id, error = %e, "cannot remove the backup helper");
-        }
-        let _ = std::fs::remove_dir_all(&spill_dir);
-        let summary = result?;
-        progress
-            .note(format!(
-                "snapshot {}: {} files, {}, {} new",
-                &summary.snapshot_id[..8],
-                summary.files,
-                human_bytes(summary.bytes_total),
-                human_bytes(summary.bytes_added)
-            ))
-            .await;
-        Ok(summary)
     }
-}
-
-/// Reads a hard link's target again from the helper `container`: the engine's archive of
-/// that one path (`/<archive path>`), bridged to a blocking reader on this runtime. The path
-/// is resolved inside the helper, whose only writable contents are the project's own
-/// volumes (mounted read-only), so a path changed between the two reads can only name the
-/// project's own files or the image's.
-fn link_fetcher(engine: Arc<Engine>, container: String) -> tar_source::LinkFetcher {
-    let handle = tokio::runtime::Handle::current();
-    Box::new(move |target: &std::path::Path| {
-        let _runtime = handle.enter();
-        let path = format!("/{}", target.display());
-        let reader = StreamReader::spawn(engine.download_archive(&container, &path));
-        Ok(Box::new(reader) as Box<dyn std::io::Read + Send>)
-    })
 }
 
 /// The snapshot of a backup that can still be read.

@@ -57,7 +57,7 @@ pub struct SnapshotTags {
     clippy::boxed_local,
     reason = "called as map_err(rustic) on RusticResult, whose error comes boxed"
 )]
-fn rustic(e: Box<rustic_core::RusticError>) -> BackupError {
+pub(super) fn rustic(e: Box<rustic_core::RusticError>) -> BackupError {
     if e.is_incorrect_password() {
         return BackupError::Repository(
             "the stored password opens none of the repository's keys (was its key changed \

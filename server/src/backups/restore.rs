@@ -222,6 +222,7 @@ impl BackupRunner {
             image: release.image_digest.clone().unwrap_or(spec.image.clone()),
             volumes: helper_volumes,
             read_only: false,
+            agent: None,
             labels: self.helper_labels(&deployment.project_id),
         };
         let result = async {

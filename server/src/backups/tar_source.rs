@@ -32,13 +32,13 @@ const LIST_AHEAD: usize = 32;
 
 // Go's `io/fs.FileMode` type bits, which restic's tree format stores in `mode`
 // (<https://pkg.go.dev/io/fs#FileMode>).
-const GO_MODE_DIR: u32 = 1 << 31;
-const GO_MODE_SYMLINK: u32 = 1 << 27;
-const GO_MODE_DEVICE: u32 = 1 << 26;
-const GO_MODE_FIFO: u32 = 1 << 25;
+pub(super) const GO_MODE_DIR: u32 = 1 << 31;
+pub(super) const GO_MODE_SYMLINK: u32 = 1 << 27;
+pub(super) const GO_MODE_DEVICE: u32 = 1 << 26;
+pub(super) const GO_MODE_FIFO: u32 = 1 << 25;
 const GO_MODE_SETUID: u32 = 1 << 23;
 const GO_MODE_SETGID: u32 = 1 << 22;
-const GO_MODE_CHARDEV: u32 = 1 << 21;
+pub(super) const GO_MODE_CHARDEV: u32 = 1 << 21;
 const GO_MODE_STICKY: u32 = 1 << 20;
 
 /// What the source has read, shared with whoever reports progress.
@@ -49,12 +49,17 @@ pub struct SourceStats {
     pub files: AtomicU64,
     /// Bytes of regular files listed.
     pub bytes: AtomicU64,
+    /// Files whose contents were fetched one by one after a listing (`listing`); the others
+    /// matched the parent snapshot and were not read.
+    pub fetched_files: AtomicU64,
+    /// Bytes of those files.
+    pub fetched_bytes: AtomicU64,
     /// The first failure; a snapshot made while one happened is incomplete.
     pub failure: Mutex<Option<String>>,
 }
 
 impl SourceStats {
-    fn fail(&self, why: String) {
+    pub(super) fn fail(&self, why: String) {
         let mut f = self.failure.lock().expect("failure lock");
         if f.is_none() {
             *f = Some(why);
@@ -71,6 +76,8 @@ impl SourceStats {
 pub enum Content {
     Memory(Cursor<Vec<u8>>),
     Spilled(std::fs::File),
+    /// Read from the engine only when the archiver asks for it.
+    Fetch(Box<super::listing::Fetch>),
 }
 
 impl Read for Content {
@@ -78,6 +85,7 @@ impl Read for Content {
         match self {
             Self::Memory(c) => c.read(buf),
             Self::Spilled(f) => f.read(buf),
+            Self::Fetch(f) => f.read(buf),
         }
     }
 }
@@ -103,6 +111,9 @@ pub enum SourceInput {
     /// file's size, which a stream only knows at its end), named `name` in the snapshot's
     /// root directory.
     File { name: String, file: std::fs::File },
+    /// The volume agent's listing: the files are fetched one by one, and only those the
+    /// parent snapshot does not match.
+    Listing(super::listing::ListingInput),
 }
 
 /// A snapshot's source: a tar stream or one streamed file, listed under `snapshot_root`
@@ -125,7 +136,7 @@ impl TarSource {
     }
 }
 
-fn rustic_error(why: &str) -> Box<RusticError> {
+pub(super) fn rustic_error(why: &str) -> Box<RusticError> {
     RusticError::new(ErrorKind::Backend, "{why}").attach_context("why", why.to_owned())
 }
 
@@ -161,9 +172,8 @@ pub fn relative_entry_path(path: &Path, tar_root: &str) -> Result<Option<PathBuf
     Ok((!rel.as_os_str().is_empty()).then_some(rel))
 }
 
-/// The node type and Go file mode of a tar entry.
-fn node_type(header: &tar::Header, path: &Path) -> Result<(NodeType, u32), String> {
-    let perm = header.mode().unwrap_or(0o644);
+/// Go's permission bits for Unix permissions `perm` (`st_mode & 0o7777`).
+pub(super) fn go_permissions(perm: u32) -> u32 {
     let mut go_mode = perm & 0o777;
     if perm & 0o4000 != 0 {
         go_mode |= GO_MODE_SETUID;
@@ -174,6 +184,12 @@ fn node_type(header: &tar::Header, path: &Path) -> Result<(NodeType, u32), Strin
     if perm & 0o1000 != 0 {
         go_mode |= GO_MODE_STICKY;
     }
+    go_mode
+}
+
+/// The node type and Go file mode of a tar entry.
+fn node_type(header: &tar::Header, path: &Path) -> Result<(NodeType, u32), String> {
+    let go_mode = go_permissions(header.mode().unwrap_or(0o644));
     let device = || {
         let major = u64::from(header.device_major().ok().flatten().unwrap_or(0));
         let minor = u64::from(header.device_minor().ok().flatten().unwrap_or(0));
@@ -350,23 +366,33 @@ impl Lister {
         size: u64,
         raw: &Path,
     ) -> Result<Content, String> {
-        let read_err =
-            |e: io::Error| format!("cannot read {} from the archive: {e}", raw.display());
-        if size <= IN_MEMORY_BYTES {
-            let mut data = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut data).map_err(read_err)?;
-            return Ok(Content::Memory(Cursor::new(data)));
-        }
-        let mut file = tempfile::tempfile_in(&self.spill_dir).map_err(|e| {
-            format!(
-                "cannot make a temporary file in {}: {e}",
-                self.spill_dir.display()
-            )
-        })?;
-        io::copy(entry, &mut file).map_err(read_err)?;
-        file.rewind().map_err(read_err)?;
-        Ok(Content::Spilled(file))
+        take_content(entry, size, &self.spill_dir, &raw.display())
     }
+}
+
+/// The `size` bytes of `entry` (named `shown` in errors), in memory up to
+/// [`IN_MEMORY_BYTES`], else in an unnamed temporary file in `spill_dir`.
+pub(super) fn take_content<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    size: u64,
+    spill_dir: &Path,
+    shown: &dyn std::fmt::Display,
+) -> Result<Content, String> {
+    let read_err = |e: io::Error| format!("cannot read {shown} from the archive: {e}");
+    if size <= IN_MEMORY_BYTES {
+        let mut data = Vec::with_capacity(size as usize);
+        entry.read_to_end(&mut data).map_err(read_err)?;
+        return Ok(Content::Memory(Cursor::new(data)));
+    }
+    let mut file = tempfile::tempfile_in(spill_dir).map_err(|e| {
+        format!(
+            "cannot make a temporary file in {}: {e}",
+            spill_dir.display()
+        )
+    })?;
+    io::copy(entry, &mut file).map_err(read_err)?;
+    file.rewind().map_err(read_err)?;
+    Ok(Content::Spilled(file))
 }
 
 fn now_metadata(go_mode: u32) -> Metadata {
@@ -427,6 +453,16 @@ impl ReadSource for TarSource {
                     node,
                     open: Some(Content::Spilled(file)),
                 }));
+            }
+            Some(SourceInput::Listing(input)) => {
+                let (root, spill, stats) = (
+                    self.snapshot_root.clone(),
+                    self.spill_dir.clone(),
+                    self.stats.clone(),
+                );
+                std::thread::spawn(move || {
+                    super::listing::send_entries(input, &root, &spill, &stats, &tx);
+                });
             }
             None => self.stats.fail("the source was read already".into()),
         }

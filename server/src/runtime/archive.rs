@@ -8,9 +8,11 @@ use std::{collections::HashMap, time::Duration};
 
 use bollard::{
     body_try_stream,
+    container::LogOutput,
     models::{ContainerCreateBody, HostConfig, Mount, MountType},
     query_parameters::{
-        CreateContainerOptions, DownloadFromContainerOptions, UploadToContainerOptions,
+        AttachContainerOptions, CreateContainerOptions, DownloadFromContainerOptions,
+        UploadToContainerOptions,
     },
 };
 use bytes::Bytes;
@@ -28,9 +30,13 @@ pub const ARCHIVE_UPLOAD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 pub struct VolumeHelper {
     /// Container name (deterministic per backup or restore, so a re-run finds it).
     pub name: String,
-    /// Any image the engine has: the container is never started. The deployment's own image
-    /// is used, so no other image needs to exist on the node.
+    /// Any image the engine has when `agent` is `None` (the container is never started; the
+    /// deployment's own image is used, so no other image needs to exist on the node), else
+    /// the agent's image.
     pub image: String,
+    /// The command of a Berth agent to run in the container (see
+    /// [`Engine::run_volume_agent`]); `None`: the container is never started.
+    pub agent: Option<Vec<String>>,
     /// (Docker volume, absolute mount path) pairs.
     pub volumes: Vec<(String, String)>,
     /// Mount the volumes read-only (backups) or writable (restores).
@@ -40,7 +46,9 @@ pub struct VolumeHelper {
 
 impl Engine {
     /// Creates the helper container (or finds the one of that name) and returns its id. It
-    /// has no network and a command that is never run.
+    /// has no network and, without an agent, a command that is never run. An agent runs as
+    /// root on a read-only root filesystem with every capability dropped but
+    /// `CAP_DAC_READ_SEARCH` (it lists files of any owner, and can change nothing).
     ///
     /// # Errors
     /// `NotFound` when the image is not on the node; `Timeout`, `Engine`.
@@ -61,16 +69,32 @@ impl Engine {
             .collect();
         let body = ContainerCreateBody {
             image: Some(helper.image.clone()),
-            // Never started; a command is given only because images without one (FROM
-            // scratch) cannot be created otherwise.
-            entrypoint: Some(vec!["/berth-volume-helper-is-never-started".into()]),
+            // Without an agent never started; a command is given only because images without
+            // one (FROM scratch) cannot be created otherwise.
+            entrypoint: Some(
+                helper
+                    .agent
+                    .clone()
+                    .unwrap_or_else(|| vec!["/berth-volume-helper-is-never-started".into()]),
+            ),
             cmd: Some(vec![]),
+            user: helper.agent.as_ref().map(|_| "0:0".to_owned()),
             labels: Some(helper.labels.clone()),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
                 mounts: Some(mounts),
                 network_mode: Some("none".into()),
                 privileged: Some(false),
+                readonly_rootfs: helper.agent.as_ref().map(|_| true),
+                cap_drop: helper.agent.as_ref().map(|_| vec!["ALL".to_owned()]),
+                cap_add: helper
+                    .agent
+                    .as_ref()
+                    .map(|_| vec!["DAC_READ_SEARCH".to_owned()]),
+                security_opt: helper
+                    .agent
+                    .as_ref()
+                    .map(|_| vec!["no-new-privileges".to_owned()]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -89,6 +113,74 @@ impl Engine {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Runs the agent of the helper container `container` (made by
+    /// [`Self::create_volume_helper`] with `agent` set) to its end and returns its standard
+    /// output and its exit code; standard error, if any, is appended to a failure's message.
+    /// The container stays (exited), so its volumes can still be read through the archive
+    /// endpoint.
+    ///
+    /// # Errors
+    /// `Timeout` after `limit` (the container is then killed); `CommandFailed` with the
+    /// agent's standard error when it printed more than `max_output` bytes; `NotFound`,
+    /// `Engine`.
+    pub async fn run_volume_agent(
+        &self,
+        container: &str,
+        limit: Duration,
+        max_output: usize,
+    ) -> Result<(Vec<u8>, i64, String), RuntimeError> {
+        let options = AttachContainerOptions {
+            stdout: true,
+            stderr: true,
+            stream: true,
+            logs: true,
+            ..Default::default()
+        };
+        let attached = bounded(self.docker.attach_container(container, Some(options))).await?;
+        let mut output = attached.output;
+        self.start_container(container).await?;
+        let read = async {
+            let (mut stdout, mut stderr) = (Vec::new(), String::new());
+            while let Some(frame) = output.next().await {
+                match frame.map_err(RuntimeError::from)? {
+                    LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                    LogOutput::StdErr { message } => {
+                        stderr.push_str(&String::from_utf8_lossy(&message));
+                    }
+                    _ => {}
+                }
+                if stdout.len() > max_output {
+                    return Err(RuntimeError::CommandFailed(format!(
+                        "the volume agent printed more than {max_output} bytes"
+                    )));
+                }
+            }
+            Ok((stdout, stderr))
+        };
+        let (stdout, stderr) = match tokio::time::timeout(limit, read).await {
+            Ok(read) => read?,
+            Err(_) => {
+                let _ = self.stop_container(container, 0).await;
+                return Err(RuntimeError::Timeout);
+            }
+        };
+        // The attach stream ends when the process does; the engine may take a moment more
+        // to record the exit.
+        for _ in 0..50 {
+            let state = bounded(self.docker.inspect_container(container, None))
+                .await?
+                .state
+                .unwrap_or_default();
+            if state.running != Some(true) {
+                return Ok((stdout, state.exit_code.unwrap_or(-1), stderr));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(RuntimeError::Engine(format!(
+            "the volume agent's output ended but {container} is still running"
+        )))
     }
 
     /// The tar stream of `path` in `container` (its last component is the archive's root

@@ -198,7 +198,15 @@ impl Engine {
             })
     }
 
-    async fn inspect_image(&self, reference: &str) -> Result<Option<ResolvedImage>, RuntimeError> {
+    /// The image `reference` as the engine has it; `None` when it is not on the node (nothing
+    /// is pulled).
+    ///
+    /// # Errors
+    /// `Timeout`, `Engine`.
+    pub async fn inspect_image(
+        &self,
+        reference: &str,
+    ) -> Result<Option<ResolvedImage>, RuntimeError> {
         match tokio::time::timeout(CALL_TIMEOUT, self.docker.inspect_image(reference)).await {
             Err(_) => Err(RuntimeError::Timeout),
             Ok(Err(e)) if status_of(&e) == Some(404) => Ok(None),
