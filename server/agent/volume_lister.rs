@@ -20,8 +20,9 @@
 //!   of their bytes, so any name survives the line format.
 //!
 //! A line `! PATH MESSAGE` (PATH as hex, MESSAGE plain text) reports an entry that could not
-//! be read; the lister goes on and exits with status 1 at the end. A failure to write the
-//! output stops it with status 2.
+//! be read; the lister goes on and exits with status 1 at the end. The last line is
+//! `= COUNT`, the number of entry lines before it, so a reader knows it has all of them. A
+//! failure to write the output stops it with status 2.
 
 use std::{
     ffi::OsStr,
@@ -47,6 +48,8 @@ fn hex(bytes: &[u8]) -> String {
 struct Lister<W: Write> {
     out: W,
     failed: bool,
+    /// Entry lines printed.
+    count: u64,
 }
 
 impl<W: Write> Lister<W> {
@@ -85,6 +88,7 @@ impl<W: Write> Lister<W> {
         } else {
             String::new()
         };
+        self.count += 1;
         writeln!(
             self.out,
             "{kind} {:o} {} {} {} {} {} {} {} {} {}{target}",
@@ -137,9 +141,11 @@ fn main() {
     let mut lister = Lister {
         out: BufWriter::with_capacity(1 << 16, stdout.lock()),
         failed: false,
+        count: 0,
     };
     let written = lister
         .walk(Path::new(&root), Path::new("."))
+        .and_then(|()| writeln!(lister.out, "= {}", lister.count))
         .and_then(|()| lister.out.flush());
     if let Err(e) = written {
         eprintln!("volume-lister: cannot write the listing: {e}");

@@ -1,12 +1,15 @@
 //! Backup throughput against stock restic in the same run (figures go in the README):
 //! a Docker volume of 500 files per directory × 10 directories × 100 KiB of random data
 //! (5,000 files, 488 MiB) is backed up
-//! 1. by Berth's path: a never-started helper container, the engine's archive stream, the
-//!    tar source and rustic_core into a fresh local repository (`backups::repo`);
+//! 1. by Berth's path, as a backup job takes it (`backups::volumes::snapshot_volumes`): the
+//!    volume agent lists the volume in a helper container; a first backup reads the
+//!    engine's archive stream through the tar source, a later one fetches only the files
+//!    that differ from the parent snapshot; rustic_core writes a fresh local repository;
 //! 2. by stock `restic backup` of the volume's directory on this host (the way restic is
 //!    normally run; Berth never reads customers' volumes by host path);
 //!
-//! and each once more with nothing changed. Two rounds, alternating.
+//! each once more with nothing changed, and once more after one file was rewritten. Two
+//! rounds, alternating.
 //!
 //! Run with `cargo bench -p server --bench backups` (needs Docker, busybox-static, restic).
 
@@ -19,12 +22,13 @@ use std::{
     collections::HashMap,
     path::Path,
     process::Command,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use berth::{
-    backups::{pipe::StreamReader, repo},
-    runtime::{Engine, VolumeHelper},
+    backups::{listing, repo, volumes},
+    runtime::Engine,
 };
 use common::*;
 
@@ -67,42 +71,67 @@ fn fill_volume() {
         "-c",
         &script,
     ]);
+    // Files written in the last seconds before a backup count as possibly changed at the
+    // next one (`listing::CLOCK_SLACK_S`); a volume is rarely written just before its first
+    // backup, so neither is this one.
+    std::thread::sleep(Duration::from_secs(listing::CLOCK_SLACK_S as u64 + 1));
 }
 
-/// Berth's backup of the volume into `repository`; returns (seconds, files, bytes).
-async fn berth_backup(engine: &Engine, repository: &Path, spill: &Path) -> (f64, u64, u64) {
+/// Berth's backup of the volume into `repository`, as a backup job takes it (agent listing,
+/// then the archive stream or only the changed files); returns (seconds, files, bytes,
+/// files fetched one by one or `None` for the whole stream).
+async fn berth_backup(
+    engine: &Arc<Engine>,
+    repository: &Path,
+    spill: &Path,
+) -> (f64, u64, u64, Option<u64>) {
     let started = Instant::now();
-    let helper = VolumeHelper {
-        name: format!("berth-bench-helper-{}", std::process::id()),
-        image: TEST_IMAGE.into(),
-        volumes: vec![(VOLUME.into(), "/berth-volumes/data".into())],
-        read_only: true,
-        agent: None,
-        labels: HashMap::from([("berth.test".into(), "1".into())]),
-    };
-    let container = engine.create_volume_helper(&helper).await.unwrap();
-    let reader = StreamReader::spawn(engine.download_archive(&container, "/berth-volumes"));
-    let (location, spill) = (repository.to_owned(), spill.to_owned());
-    let summary = tokio::task::spawn_blocking(move || {
-        let r =
-            repo::open_or_init(&repo::Location::Local(location.clone()), PASSWORD, true).unwrap();
-        let tags = repo::SnapshotTags {
+    let job = volumes::VolumeSnapshot {
+        helper: volumes::agent_helper(
+            format!("berth-bench-helper-{}", std::process::id()),
+            vec![(VOLUME.into(), "/berth-volumes/data".into())],
+            HashMap::from([("berth.test".into(), "1".into())]),
+        ),
+        fallback_image: TEST_IMAGE.into(),
+        location: repo::Location::Local(repository.to_owned()),
+        password: PASSWORD.into(),
+        may_init: true,
+        tags: repo::SnapshotTags {
             label: "bench".into(),
             tags: vec!["kind:volumes".into()],
-        };
-        let input = berth::backups::tar_source::SourceInput::Tar {
-            reader: Box::new(reader),
-            tar_root: "berth-volumes".into(),
-            links: None,
-        };
-        repo::backup(r, input, repo::SNAPSHOT_ROOT, &spill, &tags, &|_| {})
-    })
-    .await
-    .unwrap()
-    .unwrap();
+        },
+        spill_dir: spill.join("spill"),
+    };
+    let done = volumes::snapshot_volumes(engine.clone(), job, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(done.agent_failure, None, "the agent lists the volume");
     let seconds = started.elapsed().as_secs_f64();
-    engine.remove_container(&helper.name).await.unwrap();
-    (seconds, summary.files, summary.bytes_total)
+    (
+        seconds,
+        done.summary.files,
+        done.summary.bytes_total,
+        done.fetched.map(|(files, _)| files),
+    )
+}
+
+/// Rewrites one file of the volume with new random data (same size).
+fn change_one_file(round: usize) {
+    docker(&[
+        "run",
+        "--rm",
+        "--label",
+        "berth.test=1",
+        "-v",
+        &format!("{VOLUME}:/v"),
+        TEST_IMAGE,
+        "/bin/busybox",
+        "dd",
+        "if=/dev/urandom",
+        &format!("of=/v/d1/f{round}"),
+        "bs=1024",
+        &format!("count={FILE_KIB}"),
+    ]);
 }
 
 /// `restic backup` of `dir` into `repository`; returns seconds.
@@ -124,9 +153,19 @@ async fn main() {
     ensure_test_image();
     fill_volume();
     let mountpoint = docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", VOLUME]);
-    let engine = Engine::connect("unix:///var/run/docker.sock", &Default::default())
-        .await
-        .unwrap();
+    let engine = Arc::new(
+        Engine::connect("unix:///var/run/docker.sock", &Default::default())
+            .await
+            .unwrap(),
+    );
+    // The agent's image is built at the first backup on a node; not timed here.
+    let warm = volumes::agent_helper(
+        format!("berth-bench-warm-{}", std::process::id()),
+        vec![(VOLUME.into(), "/berth-volumes/data".into())],
+        HashMap::from([("berth.test".into(), "1".into())]),
+    );
+    listing::list_volumes(&engine, &warm).await.unwrap();
+    engine.remove_container(&warm.name).await.unwrap();
     let restic_version = Command::new("restic").arg("version").output().unwrap();
     println!(
         "volume: {DIRS} x {FILES_PER_DIR} files of {FILE_KIB} KiB; {}",
@@ -150,17 +189,24 @@ async fn main() {
         assert!(init.status.success(), "restic init: {init:?}");
         let cache = work.path().join("restic-cache");
 
-        let (berth_first, files, bytes) = berth_backup(&engine, &berth_repo, &spill).await;
+        let (berth_first, files, bytes, fetched) = berth_backup(&engine, &berth_repo, &spill).await;
+        assert_eq!(fetched, None, "a first backup reads the archive stream");
         let restic_first = restic_backup(&restic_repo, &mountpoint, &cache);
-        let (berth_again, _, _) = berth_backup(&engine, &berth_repo, &spill).await;
+        let (berth_again, _, _, fetched) = berth_backup(&engine, &berth_repo, &spill).await;
+        assert_eq!(fetched, Some(0), "nothing changed, nothing fetched");
         let restic_again = restic_backup(&restic_repo, &mountpoint, &cache);
+        change_one_file(round);
+        let (berth_one, _, _, fetched) = berth_backup(&engine, &berth_repo, &spill).await;
+        assert_eq!(fetched, Some(1), "one file changed, one fetched");
+        let restic_one = restic_backup(&restic_repo, &mountpoint, &cache);
         println!("round {round}: {files} files, {:.0} MiB", mib(bytes));
-        for (who, first, again) in [
-            ("berth", berth_first, berth_again),
-            ("restic", restic_first, restic_again),
+        for (who, first, again, one) in [
+            ("berth", berth_first, berth_again, berth_one),
+            ("restic", restic_first, restic_again, restic_one),
         ] {
             println!(
-                "  {who:6} first backup {first:6.2} s ({:6.1} MiB/s), no-change backup {again:5.2} s",
+                "  {who:6} first backup {first:6.2} s ({:6.1} MiB/s), no-change backup \
+                 {again:5.2} s, one file changed {one:5.2} s",
                 mib(bytes) / first
             );
         }

@@ -41,8 +41,10 @@ pub const AGENT_PATH: &str = "/volume-lister";
 /// Files that may have changed up to which they are fetched one by one.
 pub const FETCH_LIMIT: usize = 500;
 /// How far a node's clock may lag behind the controller's, seconds: a file whose ctime is
-/// this much before the parent's time still counts as possibly changed.
-pub const CLOCK_SLACK_S: i64 = 60;
+/// this much before the parent's time still counts as possibly changed. The count only
+/// chooses how files are read, never which are stored (rustic_core compares every file
+/// with the parent either way), so a larger skew costs time, not data.
+pub const CLOCK_SLACK_S: i64 = 5;
 /// The most listing output read, bytes (about 10 million entries).
 pub const MAX_LISTING_BYTES: usize = 1 << 30;
 
@@ -121,8 +123,20 @@ pub fn parse(output: &[u8]) -> Result<Vec<Listed>, String> {
     let text = std::str::from_utf8(output)
         .map_err(|_| "the volume agent's listing is not text".to_owned())?;
     let mut entries = Vec::new();
+    let mut end = None;
     for line in text.lines() {
+        if end.is_some() {
+            return Err(format!(
+                "the volume agent printed a line after its end: {line:?}"
+            ));
+        }
         let fields: Vec<&str> = line.split(' ').collect();
+        if fields[0] == "=" && fields.len() == 2 {
+            end = Some(fields[1].parse::<usize>().map_err(|_| {
+                format!("the volume agent printed a line Berth does not read: {line:?}")
+            })?);
+            continue;
+        }
         if fields[0] == "!" && fields.len() >= 2 {
             let path = path_of(fields[1])?;
             return Err(format!(
@@ -155,6 +169,16 @@ pub fn parse(output: &[u8]) -> Result<Vec<Listed>, String> {
             rdev: uint(9)?,
             target: fields.get(11).map(|t| path_of_target(t)).transpose()?,
         });
+    }
+    match end {
+        Some(count) if count == entries.len() => {}
+        Some(count) => {
+            return Err(format!(
+                "the volume agent listed {count} entries, Berth read {}",
+                entries.len()
+            ))
+        }
+        None => return Err("the volume agent's listing ends early".into()),
     }
     match entries.first() {
         Some(root) if root.path.as_os_str().is_empty() && root.kind == 'd' => Ok(entries),
@@ -438,6 +462,7 @@ mod tests {
         let mut out = line("d", ".", "");
         out += &line("f", "a b\nc", "");
         out += &line("l", "ln", &format!(" {}", hex::encode("../x")));
+        out += "= 3\n";
         let entries = parse(out.as_bytes()).unwrap();
         assert_eq!(entries.len(), 3);
         assert_eq!(entries[0].path, PathBuf::new());
@@ -455,11 +480,21 @@ mod tests {
     fn bad_listings_are_refused_with_the_reason() {
         let root = line("d", ".", "");
         for (bad, says) in [
+            (root.clone(), "ends early"),
+            (format!("{root}= 2\n"), "listed 2 entries, Berth read 1"),
+            (
+                format!("{root}{root}= 1\n"),
+                "listed 1 entries, Berth read 2",
+            ),
+            (format!("{root}= 1\n{root}"), "after its end"),
             (
                 format!("{root}! {} Permission denied\n", hex::encode("x")),
                 "cannot list x: Permission denied",
             ),
-            (line("f", "a", ""), "does not start with its root"),
+            (
+                format!("{}= 1\n", line("f", "a", "")),
+                "does not start with its root",
+            ),
             (format!("{root}{}", line("f", "../etc", "")), "not plain"),
             (format!("{root}f 644 1 1\n"), "does not read"),
             (format!("{root}{}", line("l", "ln", "")), "does not read"),

@@ -24,7 +24,7 @@ mod restore;
 pub mod s3;
 pub mod schedule;
 pub mod tar_source;
-mod volumes;
+pub mod volumes;
 
 use std::{
     collections::HashMap,

@@ -9,10 +9,10 @@ use std::{collections::HashMap, time::Duration};
 use bollard::{
     body_try_stream,
     container::LogOutput,
-    models::{ContainerCreateBody, HostConfig, Mount, MountType},
+    models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType},
     query_parameters::{
-        AttachContainerOptions, CreateContainerOptions, DownloadFromContainerOptions,
-        UploadToContainerOptions,
+        CreateContainerOptions, DownloadFromContainerOptions, LogsOptions,
+        UploadToContainerOptions, WaitContainerOptions,
     },
 };
 use bytes::Bytes;
@@ -86,6 +86,11 @@ impl Engine {
                 network_mode: Some("none".into()),
                 privileged: Some(false),
                 readonly_rootfs: helper.agent.as_ref().map(|_| true),
+                // The agent's output is read from its log (`run_volume_agent`).
+                log_config: helper.agent.as_ref().map(|_| HostConfigLogConfig {
+                    typ: Some("json-file".into()),
+                    config: None,
+                }),
                 cap_drop: helper.agent.as_ref().map(|_| vec!["ALL".to_owned()]),
                 cap_add: helper
                     .agent
@@ -117,70 +122,64 @@ impl Engine {
 
     /// Runs the agent of the helper container `container` (made by
     /// [`Self::create_volume_helper`] with `agent` set) to its end and returns its standard
-    /// output and its exit code; standard error, if any, is appended to a failure's message.
-    /// The container stays (exited), so its volumes can still be read through the archive
-    /// endpoint.
+    /// output, its exit code and its standard error. The output is read from the container's
+    /// log once it has exited (the helper logs to `json-file` whatever the engine's default):
+    /// an attach made before the start can miss or, with the log replayed, repeat the first
+    /// lines. The container stays (exited), so its volumes can still be read through the
+    /// archive endpoint.
     ///
     /// # Errors
-    /// `Timeout` after `limit` (the container is then killed); `CommandFailed` with the
-    /// agent's standard error when it printed more than `max_output` bytes; `NotFound`,
-    /// `Engine`.
+    /// `Timeout` after `limit` (the container is then killed); `CommandFailed` when the
+    /// output is longer than `max_output` bytes; `NotFound`, `Engine`.
     pub async fn run_volume_agent(
         &self,
         container: &str,
         limit: Duration,
         max_output: usize,
     ) -> Result<(Vec<u8>, i64, String), RuntimeError> {
-        let options = AttachContainerOptions {
-            stdout: true,
-            stderr: true,
-            stream: true,
-            logs: true,
-            ..Default::default()
-        };
-        let attached = bounded(self.docker.attach_container(container, Some(options))).await?;
-        let mut output = attached.output;
         self.start_container(container).await?;
-        let read = async {
-            let (mut stdout, mut stderr) = (Vec::new(), String::new());
-            while let Some(frame) = output.next().await {
-                match frame.map_err(RuntimeError::from)? {
-                    LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
-                    LogOutput::StdErr { message } => {
-                        stderr.push_str(&String::from_utf8_lossy(&message));
-                    }
-                    _ => {}
-                }
-                if stdout.len() > max_output {
-                    return Err(RuntimeError::CommandFailed(format!(
-                        "the volume agent printed more than {max_output} bytes"
-                    )));
-                }
-            }
-            Ok((stdout, stderr))
-        };
-        let (stdout, stderr) = match tokio::time::timeout(limit, read).await {
-            Ok(read) => read?,
+        let mut wait = self
+            .docker
+            .wait_container(container, None::<WaitContainerOptions>);
+        let code = match tokio::time::timeout(limit, wait.next()).await {
             Err(_) => {
                 let _ = self.stop_container(container, 0).await;
                 return Err(RuntimeError::Timeout);
             }
-        };
-        // The attach stream ends when the process does; the engine may take a moment more
-        // to record the exit.
-        for _ in 0..50 {
-            let state = bounded(self.docker.inspect_container(container, None))
-                .await?
-                .state
-                .unwrap_or_default();
-            if state.running != Some(true) {
-                return Ok((stdout, state.exit_code.unwrap_or(-1), stderr));
+            Ok(Some(Ok(done))) => done.status_code,
+            Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) => {
+                return Err(RuntimeError::Engine(format!(
+                    "the engine did not say how {container} ended"
+                )))
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let mut logs = self.docker.logs(container, Some(options));
+        let (mut stdout, mut stderr) = (Vec::new(), String::new());
+        while let Some(frame) = tokio::time::timeout(ARCHIVE_IDLE_TIMEOUT, logs.next())
+            .await
+            .map_err(|_| RuntimeError::Timeout)?
+        {
+            match frame.map_err(RuntimeError::from)? {
+                LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                LogOutput::StdErr { message } => {
+                    stderr.push_str(&String::from_utf8_lossy(&message));
+                }
+                _ => {}
+            }
+            if stdout.len() > max_output {
+                return Err(RuntimeError::CommandFailed(format!(
+                    "the volume agent printed more than {max_output} bytes"
+                )));
+            }
         }
-        Err(RuntimeError::Engine(format!(
-            "the volume agent's output ended but {container} is still running"
-        )))
+        Ok((stdout, code, stderr))
     }
 
     /// The tar stream of `path` in `container` (its last component is the archive's root
