@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bollard::query_parameters::{BuildImageOptions, RemoveImageOptions};
 use futures_util::StreamExt;
 
-use super::{bounded, Engine, RuntimeError};
+use super::{bounded, containers::status_of, Engine, ResolvedImage, RuntimeError, CALL_TIMEOUT};
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -104,6 +104,30 @@ impl Engine {
         {
             Ok(_) | Err(RuntimeError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The image `reference` as the engine has it; `None` when it is not on the node (nothing
+    /// is pulled).
+    ///
+    /// # Errors
+    /// `Timeout`, `Engine`.
+    pub async fn inspect_image(
+        &self,
+        reference: &str,
+    ) -> Result<Option<ResolvedImage>, RuntimeError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.docker.inspect_image(reference)).await {
+            Err(_) => Err(RuntimeError::Timeout),
+            Ok(Err(e)) if status_of(&e) == Some(404) => Ok(None),
+            Ok(Err(e)) => Err(e.into()),
+            Ok(Ok(image)) => {
+                let id = image.id.unwrap_or_default();
+                let digest = image
+                    .repo_digests
+                    .and_then(|d| d.into_iter().next())
+                    .unwrap_or_else(|| id.clone());
+                Ok(Some(ResolvedImage { id, digest }))
+            }
         }
     }
 }

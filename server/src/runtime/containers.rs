@@ -119,7 +119,7 @@ pub struct OutputLine {
     pub text: String,
 }
 
-fn status_of(e: &bollard::errors::Error) -> Option<u16> {
+pub(super) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
     match e {
         bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
@@ -196,30 +196,6 @@ impl Engine {
                 image: reference.to_owned(),
                 reason: "the pull finished but the image is not there".into(),
             })
-    }
-
-    /// The image `reference` as the engine has it; `None` when it is not on the node (nothing
-    /// is pulled).
-    ///
-    /// # Errors
-    /// `Timeout`, `Engine`.
-    pub async fn inspect_image(
-        &self,
-        reference: &str,
-    ) -> Result<Option<ResolvedImage>, RuntimeError> {
-        match tokio::time::timeout(CALL_TIMEOUT, self.docker.inspect_image(reference)).await {
-            Err(_) => Err(RuntimeError::Timeout),
-            Ok(Err(e)) if status_of(&e) == Some(404) => Ok(None),
-            Ok(Err(e)) => Err(e.into()),
-            Ok(Ok(image)) => {
-                let id = image.id.unwrap_or_default();
-                let digest = image
-                    .repo_digests
-                    .and_then(|d| d.into_iter().next())
-                    .unwrap_or_else(|| id.clone());
-                Ok(Some(ResolvedImage { id, digest }))
-            }
-        }
     }
 
     /// Creates the bridge network `name` unless it exists.
