@@ -58,19 +58,7 @@ fn fill_volume() {
          /bin/busybox dd if=/dev/urandom of=/v/d$d/f$f bs=1024 count={FILE_KIB} 2>/dev/null; \
          done; done"
     );
-    docker(&[
-        "run",
-        "--rm",
-        "--label",
-        "berth.test=1",
-        "-v",
-        &format!("{VOLUME}:/v"),
-        TEST_IMAGE,
-        "/bin/busybox",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    busybox_on_volume(&["sh", "-c", &script]);
     // Files written in the last seconds before a backup count as possibly changed at the
     // next one (`listing::CLOCK_SLACK_S`); a volume is rarely written just before its first
     // backup, so neither is this one.
@@ -115,17 +103,18 @@ async fn berth_backup(
     )
 }
 
+/// Runs busybox with `args` in a throwaway container that mounts the volume at `/v`.
+fn busybox_on_volume(args: &[&str]) {
+    let mount = format!("{VOLUME}:/v");
+    let mut all = vec!["run", "--rm", "--label", "berth.test=1", "-v", &mount];
+    all.extend([TEST_IMAGE, "/bin/busybox"]);
+    all.extend(args);
+    docker(&all);
+}
+
 /// Rewrites one file of the volume with new random data (same size).
 fn change_one_file(round: usize) {
-    docker(&[
-        "run",
-        "--rm",
-        "--label",
-        "berth.test=1",
-        "-v",
-        &format!("{VOLUME}:/v"),
-        TEST_IMAGE,
-        "/bin/busybox",
+    busybox_on_volume(&[
         "dd",
         "if=/dev/urandom",
         &format!("of=/v/d1/f{round}"),
