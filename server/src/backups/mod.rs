@@ -164,6 +164,7 @@ impl BackupRunner {
         settings: BackupSettings,
     ) -> Self {
         let sole_controller = store.backend() == crate::store::Backend::Sqlite;
+        sweep_staging(&settings.staging_root, STALE_STAGING);
         Self {
             store,
             secrets,
@@ -263,7 +264,7 @@ impl BackupRunner {
         Ok(dir)
     }
 
-    /// The node whose volumes are read or written    /// The node whose volumes are read or written: where the deployment runs (its first
+    /// The node whose volumes are read or written: where the deployment runs (its first
     /// instance), else the local node.
     async fn volume_node(
         &self,
@@ -413,6 +414,40 @@ impl BackupRunner {
     }
 }
 
+/// How long a staging directory may go unchanged before it counts as left by a run that
+/// died (a running backup, restore or drill writes into its directory all along).
+const STALE_STAGING: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes the directories under `root` that a backup (`backup-*`, spilled files), restore
+/// (`restore-*`) or restore drill (`drill-*`) left when its process died, once unchanged
+/// for `older_than`; younger ones may belong to a run of another process sharing the data
+/// directory. Failures are logged, not returned: a leftover wastes space, nothing more.
+fn sweep_staging(root: &std::path::Path, older_than: Duration) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let ours = ["backup-", "restore-", "drill-"]
+            .iter()
+            .any(|p| name.to_string_lossy().starts_with(p));
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= older_than));
+        if ours && stale && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(dir = %entry.path().display(), "removed a stale backup staging directory")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a stale backup staging directory")
+                }
+            }
+        }
+    }
+}
+
 /// The snapshot of a backup that can still be read.
 fn restorable_snapshot(backup: &BackupRecord) -> Result<String, BackupError> {
     match (&backup.snapshot_id, backup.removed_at_ms) {
@@ -444,5 +479,33 @@ async fn report_while<T>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_staging_directories_are_swept_and_others_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(48 * 3600);
+        for name in ["drill-a", "backup-b", "restore-c", "other-d", "drill-young"] {
+            std::fs::create_dir(root.path().join(name)).unwrap();
+            std::fs::write(root.path().join(name).join("f"), "x").unwrap();
+            if name != "drill-young" {
+                let dir = std::fs::File::open(root.path().join(name)).unwrap();
+                dir.set_modified(old).unwrap();
+            }
+        }
+        sweep_staging(root.path(), STALE_STAGING);
+        let mut left: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["drill-young", "other-d"]);
+        // A root that does not exist yet is no error.
+        sweep_staging(&root.path().join("missing"), STALE_STAGING);
     }
 }
