@@ -58,20 +58,27 @@ pub fn start_pebble(
     let path = dir.join("pebble-config.json");
     std::fs::write(&path, config.to_string()).unwrap();
     let mut cmd = Command::new("pebble");
+    // Its log goes to a file, shown if it does not start.
+    let log = dir.join("pebble.log");
     cmd.arg("-config")
         .arg(&path)
         .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(&log).unwrap());
     if nosleep {
         cmd.env("PEBBLE_VA_NOSLEEP", "1");
     }
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .expect("pebble (scripts/install-deps.sh --test installs it)");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", acme)).is_err() {
-        assert!(Instant::now() < deadline, "pebble did not start");
+        let exited = child.try_wait().unwrap();
+        assert!(
+            exited.is_none() && Instant::now() < deadline,
+            "pebble did not start ({exited:?}): {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     KillOnDrop(child)

@@ -21,13 +21,29 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A port that was free a moment ago.
+/// A loopback port (TCP and UDP) that was free a moment ago, for a server the test starts
+/// itself. It comes from 20000–32767, below Linux's ephemeral range (32768–60999, where
+/// `bind(0)` and outgoing connections take their ports), so no connection can take it
+/// before the server binds it, and no port is handed out twice in one test process (the
+/// tests of a file run in parallel).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::BuildHasher;
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap();
+    let random = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32.. {
+        assert!(attempt < 10_000, "no free loopback port in 20000-32767");
+        let port = 20_000 + (random.hash_one((std::process::id(), attempt)) % 12_768) as u16;
+        let free = !given.contains(&port)
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            given.insert(port);
+            return port;
+        }
+    }
+    unreachable!()
 }
 
 /// pebble's challenge test server as a DNS server on `127.0.0.1:dns`, managed on
