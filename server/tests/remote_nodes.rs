@@ -332,29 +332,47 @@ async fn tls_and_ssh_nodes_run_deployments_and_survive_their_engine_going_away()
         .expect_error(StatusCode::CONFLICT, "name_taken")
         .await;
 
-    // An ssh:// node through a real sshd.
+    // An ssh:// node through a real sshd, with an advertise address: its instances publish
+    // their HTTP port there and are routed to it, as the ingress on another host would have
+    // to (loopback stands in for the private network). A bad address is refused first.
     let ssh_port = free_port();
     let _sshd = start_sshd(certs.path(), ssh_port);
-    admin
-        .post_json(
-            "/api/v1/nodes",
-            &json!({"name": "edge-ssh", "region": "remote",
-            "availability_zone": "b", "endpoint": format!("ssh://root@127.0.0.1:{ssh_port}"),
-            "private_key_pem": read(certs.path(), "client_ssh")}),
-        )
+    let ssh_node = |address: &str| {
+        json!({"name": "edge-ssh", "region": "remote", "availability_zone": "b",
+        "endpoint": format!("ssh://root@127.0.0.1:{ssh_port}"),
+        "private_key_pem": read(certs.path(), "client_ssh"), "advertise_address": address})
+    };
+    for (bad, says) in [
+        ("0.0.0.0", "all of the node's interfaces"),
+        ("::", "all of the node's interfaces"),
+        ("node-1.internal", "not an IP address"),
+        ("10.0.0.5:8080", "not an IP address"),
+    ] {
+        let e = admin
+            .post_json("/api/v1/nodes", &ssh_node(bad))
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_address")
+            .await;
+        assert_eq!(e["field"], "advertise_address", "{e}");
+        assert!(e["message"].as_str().unwrap().contains(says), "{bad}: {e}");
+    }
+    assert_eq!(node(&admin, "edge-ssh").await, Value::Null);
+    let added = admin
+        .post_json("/api/v1/nodes", &ssh_node("127.0.0.1"))
         .await
         .expect_status(StatusCode::CREATED)
         .await;
+    assert_eq!(added["advertise_address"], "127.0.0.1", "{added}");
+    let page = admin.html("/admin/nodes").await.2;
+    assert!(page.contains("advertise-address"), "{page}");
 
-    // Two replicas spread over both nodes, each serving.
-    let (id, job) = create(
-        &customer,
-        &project_id,
-        "spread",
-        2,
-        greeting_spec("over the wire"),
-    )
-    .await;
+    // Two replicas spread over both nodes, each serving, each saying which container it is.
+    let mut spec = greeting_spec("over the wire");
+    spec["command"][3] = json!(
+        "echo \"$GREETING $(/bin/busybox hostname)\" > /tmp/index.html && \
+         exec /bin/busybox httpd -f -p 8080 -h /tmp"
+    );
+    let (id, job) = create(&customer, &project_id, "spread", 2, spec).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
     let d = detail(&customer, &id).await;
     let inst = healthy(&d);
@@ -363,9 +381,54 @@ async fn tls_and_ssh_nodes_run_deployments_and_survive_their_engine_going_away()
         .map(|i| i["node_name"].as_str().unwrap())
         .collect();
     assert_eq!(nodes, BTreeSet::from(["edge-ssh", "edge-tls"]), "{d:#}");
+    let mut served = BTreeSet::new();
     for i in &inst {
         let address = i["address"].as_str().unwrap();
-        assert_eq!(fetch(address).await.as_deref(), Some("over the wire"));
+        let container = i["container_id"].as_str().unwrap();
+        let body = fetch(address).await.unwrap_or_default();
+        assert_eq!(body, format!("over the wire {}", &container[..12]), "{i:#}");
+        served.insert(body);
+        // The advertising node's instance is reached at the port the engine published on
+        // 127.0.0.1 (probes and routes alike); the other one at its bridge address.
+        let out = Command::new("docker")
+            .args(["port", container, "8080/tcp"])
+            .output()
+            .unwrap();
+        let published = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if i["node_name"] == "edge-ssh" {
+            assert_eq!(published, address, "{i:#}");
+            assert!(!address.ends_with(":8080"), "{i:#}");
+        } else {
+            assert!(published.is_empty(), "{published}");
+            assert!(
+                address.ends_with(":8080") && !address.starts_with("127."),
+                "{i:#}"
+            );
+        }
+    }
+    // The ingress balances over both addresses (a failed one would be ejected and retried
+    // on the other, so only seeing both proves both are routed).
+    let ingress = app.ingress.expect("the test config runs an ingress");
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen != served {
+        assert!(
+            Instant::now() < deadline,
+            "the ingress served {seen:?}, not {served:?}"
+        );
+        let r = reqwest::Client::new()
+            .get(format!("http://{ingress}/"))
+            .header("host", "spread-remote.localhost")
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == StatusCode::OK => {
+                seen.insert(r.text().await.unwrap().trim().to_owned());
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The console shows what runs on each node.
     for name in ["edge-tls", "edge-ssh"] {

@@ -329,6 +329,10 @@ pub struct NodeView {
     /// credentials themselves).
     #[serde(default)]
     pub has_credentials: bool,
+    /// The IP address the ingress reaches the node's instances at (their HTTP port published
+    /// on it); `None`: their address on the project network, reachable on the same host only.
+    #[serde(default)]
+    pub advertise_address: Option<String>,
     /// Instances placed on the node now.
     #[serde(default)]
     pub instances: i64,
@@ -390,6 +394,12 @@ pub struct AddNode {
     /// Most instances placed on the node; default 100; 1–10000.
     #[serde(default)]
     pub max_instances: Option<i64>,
+    /// The node's IP address on the private network between it and the ingress (IPv4 or
+    /// IPv6, not `0.0.0.0`/`::`). Instances publish their HTTP port on it and the ingress
+    /// routes there. Leave it out only for an engine on the ingress's own host, whose
+    /// instances are reached at their bridge address.
+    #[serde(default)]
+    pub advertise_address: Option<String>,
     /// `tcp://` only: PEM of the CA that signed the engine's server certificate.
     #[serde(default)]
     pub tls_ca_pem: Option<String>,

@@ -86,6 +86,9 @@ fn NodesCard() -> impl IntoView {
                                             <tr title=n.endpoint.clone()>
                                                 <td class="py-2">
                                                     <span class="font-medium">{n.name.clone()}</span>
+                                                    {n.advertise_address.clone().map(|a| view! {
+                                                        <span class="advertise-address ml-1 font-mono text-xs text-slate-500">{a}</span>
+                                                    })}
                                                     <ul class="workloads text-xs text-slate-500">
                                                         {n.workloads.iter().map(|w| view! {
                                                             <li>
@@ -148,7 +151,7 @@ fn NodesCard() -> impl IntoView {
                     <Field label="Region" name="region" value="default" required=true error=add_error />
                     <Field label="Availability zone" name="availability_zone" value="default" required=true error=add_error />
                     <Field label="Max instances" name="max_instances" placeholder="100" error=add_error />
-                    <div></div>
+                    <Field label="Advertise address (private IP the ingress reaches the node at)" name="advertise_address" placeholder="10.0.0.5" error=add_error />
                     <TextArea label="CA certificate (tcp://)" name="tls_ca_pem" placeholder="-----BEGIN CERTIFICATE-----" error=add_error />
                     <TextArea label="Client certificate (tcp://)" name="tls_cert_pem" placeholder="-----BEGIN CERTIFICATE-----" error=add_error />
                     <TextArea label="Private key" name="private_key_pem" placeholder="-----BEGIN PRIVATE KEY-----"

@@ -74,6 +74,7 @@ impl Orchestrator {
             command: spec.command.clone(),
             env,
             labels: container_labels,
+            http_port: spec.http_port,
             network: network_name(&deployment.project_id),
             network_aliases: vec![deployment.name.clone()],
             nano_cpus: loc.cpu_millicores * 1_000_000,
@@ -203,13 +204,17 @@ impl Orchestrator {
                     .await?;
                 return Err(DeployError::Unhealthy(reason));
             }
-            let ip = status.ip_address.clone().unwrap_or_default();
+            let (ip, reached_port) = status.reached_at(spec.http_port);
+            let ip = ip.unwrap_or_default();
             let in_start = started.elapsed() < check.start_period;
             let result = match &check.kind {
                 ProbeKind::Http { port, path } => {
-                    probe_http(&self.http, &ip, *port, path, check.timeout).await
+                    let port = reached_port.unwrap_or(*port);
+                    probe_http(&self.http, &ip, port, path, check.timeout).await
                 }
-                ProbeKind::Tcp { port } => probe_tcp(&ip, *port, check.timeout).await,
+                ProbeKind::Tcp { port } => {
+                    probe_tcp(&ip, reached_port.unwrap_or(*port), check.timeout).await
+                }
                 ProbeKind::Docker => match status.health.as_deref() {
                     Some("healthy") => Ok(()),
                     Some("unhealthy") => {
@@ -230,7 +235,8 @@ impl Orchestrator {
                             &ObservedState {
                                 status: "running".into(),
                                 health: "healthy".into(),
-                                ip_address: status.ip_address.clone(),
+                                ip_address: Some(ip.clone()).filter(|ip| !ip.is_empty()),
+                                port: reached_port.map(i64::from),
                                 started_at_ms: status.started_at_ms,
                                 ..Default::default()
                             },

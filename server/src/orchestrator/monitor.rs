@@ -75,11 +75,19 @@ impl HealthMonitor {
         let probed = due.len();
         let results = join_all(due.into_iter().map(|d| async move {
             let ip = d.loc.ip_address.clone().unwrap_or_default();
+            // The recorded port is the published one on a node with an advertise address.
+            let reached = |port: u16| {
+                d.loc
+                    .port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(port)
+            };
             let outcome = match &d.check.kind {
                 ProbeKind::Http { port, path } => {
-                    probe_http(&self.orch.http, &ip, *port, path, d.check.timeout).await
+                    let port = reached(*port);
+                    probe_http(&self.orch.http, &ip, port, path, d.check.timeout).await
                 }
-                ProbeKind::Tcp { port } => probe_tcp(&ip, *port, d.check.timeout).await,
+                ProbeKind::Tcp { port } => probe_tcp(&ip, reached(*port), d.check.timeout).await,
                 ProbeKind::Docker | ProbeKind::Running => Ok(()),
             };
             (d, outcome)

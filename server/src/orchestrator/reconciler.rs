@@ -352,10 +352,17 @@ impl Reconciler {
             Some(c) if c.running() => {
                 self.settle(&loc.id);
                 // Berth's probes own the health, except for command checks, which Docker runs.
-                if loc.status != "running" || loc.container_id.as_deref() != Some(c.id.as_str()) {
+                // A restarted container may be published on another host port.
+                let (ip, port) = c.reached_at(spec.http_port);
+                let port = port.map(i64::from);
+                let moved = ip.is_some() && (ip != loc.ip_address || port != loc.port);
+                if loc.status != "running"
+                    || loc.container_id.as_deref() != Some(c.id.as_str())
+                    || moved
+                {
                     store
                         .locations()
-                        .mark_running(&loc.id, &c.id, c.ip_address.as_deref())
+                        .mark_running(&loc.id, &c.id, ip.as_deref(), port)
                         .await?;
                 }
                 if let Some(h) = c.health.as_deref().filter(|h| *h != loc.health) {

@@ -149,7 +149,8 @@ impl Orchestrator {
     }
 
     /// Connects to stored node `node` (its key decrypted into its credentials directory)
-    /// and makes the connection the one used for it.
+    /// and makes the connection the one used for it; containers it creates publish their
+    /// HTTP port on the node's advertise address, when it has one.
     ///
     /// # Errors
     /// The engine cannot be reached, or the stored key cannot be decrypted.
@@ -168,7 +169,15 @@ impl Orchestrator {
         };
         let files = write_credentials(&self.credentials_dir.join(&node.id), plain)
             .map_err(|e| RuntimeError::Engine(format!("cannot write the credentials: {e}")))?;
-        let engine = Arc::new(Engine::connect(&node.endpoint, &files).await?);
+        let advertise = node
+            .advertise_address
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+        let engine = Arc::new(
+            Engine::connect(&node.endpoint, &files)
+                .await?
+                .advertising(advertise),
+        );
         self.attach_engine(&node.id, engine.clone());
         Ok(engine)
     }

@@ -149,6 +149,9 @@ fn checked_node(node: &AddNode) -> Result<(), ApiError> {
             ));
         }
     }
+    if let Some(address) = given(&node.advertise_address) {
+        checked_advertise_address(address)?;
+    }
     let endpoint = Endpoint::parse(node.endpoint.trim())
         .map_err(|e| ApiError::invalid_field("endpoint", "invalid_endpoint", e.to_string()))?;
     let (ca, cert, key) = (
@@ -207,6 +210,32 @@ fn checked_node(node: &AddNode) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A node's advertise address: one IPv4 or IPv6 address, not the unspecified one (which
+/// would publish every instance on all of the node's interfaces, public ones included).
+fn checked_advertise_address(address: &str) -> Result<std::net::IpAddr, ApiError> {
+    let ip: std::net::IpAddr = address.parse().map_err(|_| {
+        ApiError::invalid_field(
+            "advertise_address",
+            "invalid_address",
+            format!(
+                "'{address}' is not an IP address: give the node's private IPv4 or IPv6 \
+                 address, such as 10.0.0.5 (no port, no hostname)."
+            ),
+        )
+    })?;
+    if ip.is_unspecified() {
+        return Err(ApiError::invalid_field(
+            "advertise_address",
+            "invalid_address",
+            format!(
+                "{ip} would publish every instance on all of the node's interfaces: give the \
+                 node's address on the private network the ingress reaches it by."
+            ),
+        ));
+    }
+    Ok(ip)
+}
+
 fn node_view(n: NodeRecord) -> NodeView {
     NodeView {
         id: NodeId(n.id),
@@ -222,6 +251,7 @@ fn node_view(n: NodeRecord) -> NodeView {
         last_seen_at_ms: n.last_seen_at_ms,
         last_error: n.last_error,
         has_credentials: n.credentials.private_key_enc.is_some(),
+        advertise_address: n.advertise_address,
         instances: 0,
         cpu_allocated_millicores: 0,
         memory_allocated_bytes: 0,
@@ -481,6 +511,11 @@ impl TopologyService for TopologyConsole {
         checked_node(&node)?;
         let name = node.name.trim();
         let endpoint = node.endpoint.trim();
+        // Stored in canonical form (`::1`, not `0:0::1`), as the engine reports bindings.
+        let advertise_address = given(&node.advertise_address)
+            .map(checked_advertise_address)
+            .transpose()?
+            .map(|ip| ip.to_string());
         let taken = || {
             ApiError::conflict_field(
                 "name",
@@ -544,6 +579,7 @@ impl TopologyService for TopologyConsole {
                 },
                 max_instances: node.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES),
                 credentials: &credentials,
+                advertise_address: advertise_address.as_deref(),
             })
             .await
         {
@@ -562,7 +598,8 @@ impl TopologyService for TopologyConsole {
             "node.add",
             format!("node:{}", record.id),
             json!({"name": name, "endpoint": endpoint, "region": record.region,
-                   "availability_zone": record.availability_zone}),
+                   "availability_zone": record.availability_zone,
+                   "advertise_address": record.advertise_address}),
         )
         .await?;
         Ok(node_view(record))

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use bollard::{
     models::{
         ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig,
-        Mount, MountType, NetworkCreateRequest, NetworkingConfig, RestartPolicy,
-        RestartPolicyNameEnum, VolumeCreateRequest,
+        Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding, PortMap,
+        PortSummaryTypeEnum, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
     },
     query_parameters::{
         CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
@@ -51,6 +51,9 @@ pub struct ContainerSpec {
     /// `NAME=value` pairs.
     pub env: Vec<String>,
     pub labels: HashMap<String, String>,
+    /// The TCP port the app serves HTTP on; published on the node's advertise address when
+    /// the engine has one ([`Engine::advertising`]).
+    pub http_port: Option<u16>,
     /// The (project) network to join, with the names other containers reach this one by.
     pub network: String,
     pub network_aliases: Vec<String>,
@@ -80,6 +83,9 @@ pub struct ContainerStatus {
     pub health: Option<String>,
     /// The container's address on `network` (when asked for one that it joined).
     pub ip_address: Option<String>,
+    /// The node's advertise address and the host port the engine published the HTTP port
+    /// on, when the engine advertises one ([`Engine::advertising`]) and the port is bound.
+    pub published: Option<(String, u16)>,
     /// Unix epoch milliseconds of the last start, when known.
     pub started_at_ms: Option<i64>,
     pub error: String,
@@ -89,6 +95,30 @@ impl ContainerStatus {
     pub fn running(&self) -> bool {
         self.state == "running"
     }
+
+    /// Where the ingress and health probes reach the app's `http_port`: the published
+    /// binding when there is one, else the address on the network asked for and `http_port`
+    /// itself. Either part is `None` while unknown.
+    pub fn reached_at(&self, http_port: Option<u16>) -> (Option<String>, Option<u16>) {
+        match &self.published {
+            Some((ip, port)) => (Some(ip.clone()), Some(*port)),
+            None => (self.ip_address.clone(), http_port),
+        }
+    }
+}
+
+/// The binding of a TCP port on `address` in an inspected container's port map, as
+/// `(address, host port)`.
+fn published_in(ports: &PortMap, address: std::net::IpAddr) -> Option<(String, u16)> {
+    ports
+        .iter()
+        .filter(|(key, _)| key.ends_with("/tcp"))
+        .flat_map(|(_, bindings)| bindings.iter().flatten())
+        .find_map(|b| {
+            let ip: std::net::IpAddr = b.host_ip.as_deref()?.parse().ok()?;
+            let port = b.host_port.as_deref()?.parse().ok()?;
+            (ip == address).then(|| (ip.to_string(), port))
+        })
 }
 
 /// An image resolved on an engine.
@@ -304,6 +334,7 @@ impl Engine {
                     .collect(),
             ),
             network_mode: Some(spec.network.clone()),
+            port_bindings: self.port_bindings(spec),
             mounts: Some(mounts),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::NO),
@@ -324,6 +355,9 @@ impl Engine {
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
+            exposed_ports: self
+                .port_bindings(spec)
+                .map(|ports| ports.into_keys().collect()),
             cmd: spec.command.clone(),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
@@ -358,6 +392,20 @@ impl Engine {
                 .ok_or_else(|| RuntimeError::Engine(format!("container {} vanished", spec.name))),
             Err(e) => Err(e),
         }
+    }
+
+    /// `<http_port>/tcp` bound to the advertise address at a host port the engine picks
+    /// (`HostPort` empty), when both are known.
+    fn port_bindings(&self, spec: &ContainerSpec) -> Option<PortMap> {
+        let (address, port) = (self.advertise_address?, spec.http_port?);
+        let binding = PortBinding {
+            host_ip: Some(address.to_string()),
+            host_port: Some(String::new()),
+        };
+        Some(HashMap::from([(
+            format!("{port}/tcp"),
+            Some(vec![binding]),
+        )]))
     }
 
     /// Starts a container; one already running is no error.
@@ -423,10 +471,12 @@ impl Engine {
             other => other?,
         };
         let state = c.state.unwrap_or_default();
-        let networks = c
-            .network_settings
-            .and_then(|n| n.networks)
-            .unwrap_or_default();
+        let settings = c.network_settings.unwrap_or_default();
+        let published = self
+            .advertise_address
+            .zip(settings.ports.as_ref())
+            .and_then(|(address, ports)| published_in(ports, address));
+        let networks = settings.networks.unwrap_or_default();
         let ip_address = network
             .and_then(|n| networks.get(n))
             .or_else(|| networks.values().next())
@@ -449,6 +499,7 @@ impl Engine {
                 .map(|s| s.to_string())
                 .filter(|s| !s.is_empty() && s != "none"),
             ip_address,
+            published,
             started_at_ms: state.started_at.as_deref().and_then(parse_rfc3339_ms),
             error: state.error.unwrap_or_default(),
         }))
@@ -473,6 +524,13 @@ impl Engine {
             .into_iter()
             .map(|c| {
                 let status = c.status.unwrap_or_default();
+                let published = self.advertise_address.and_then(|address| {
+                    c.ports.iter().flatten().find_map(|p| {
+                        let ip: std::net::IpAddr = p.ip.as_deref()?.parse().ok()?;
+                        let tcp = p.typ == Some(PortSummaryTypeEnum::TCP);
+                        (ip == address && tcp).then_some((ip.to_string(), p.public_port?))
+                    })
+                });
                 ContainerStatus {
                     id: c.id.unwrap_or_default(),
                     name: c
@@ -492,6 +550,7 @@ impl Engine {
                         .and_then(|n| n.into_values().next())
                         .and_then(|e| e.ip_address)
                         .filter(|ip| !ip.is_empty()),
+                    published,
                     started_at_ms: None,
                     error: String::new(),
                 }

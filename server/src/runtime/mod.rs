@@ -260,6 +260,9 @@ pub struct Engine {
     endpoint: String,
     /// The `ssh` forwarding of an `ssh://` engine; it ends with the last clone.
     _tunnel: Option<Arc<ssh::SshTunnel>>,
+    /// The node's advertise address: containers publish their HTTP port on it (see
+    /// [`Engine::advertising`]).
+    advertise_address: Option<std::net::IpAddr>,
 }
 
 impl Engine {
@@ -325,7 +328,18 @@ impl Engine {
             docker,
             endpoint: endpoint.to_owned(),
             _tunnel: tunnel,
+            advertise_address: None,
         })
+    }
+
+    /// The same engine, with containers created from now on publishing their HTTP port
+    /// ([`ContainerSpec::http_port`]) on `address` at a host port the engine picks, and
+    /// [`ContainerStatus::published`] reporting that binding. For a node that another host's
+    /// ingress must reach: a container's bridge address is reachable only on its own host.
+    /// `None`: nothing is published.
+    pub fn advertising(mut self, address: Option<std::net::IpAddr>) -> Self {
+        self.advertise_address = address;
+        self
     }
 
     /// The endpoint this engine was reached at.

@@ -20,7 +20,11 @@ pub struct LocationRecord {
     pub status: String,
     /// `starting`, `healthy`, `unhealthy`, `none`.
     pub health: String,
+    /// Where the ingress and the health probes reach the instance: its address on the
+    /// project network, or its node's advertise address when the node has one.
     pub ip_address: Option<String>,
+    /// The TCP port at `ip_address`: the deployment's HTTP port, or the host port the engine
+    /// published it on.
     pub port: Option<i64>,
     /// The plan's CPU (thousandths of a core) reserved on the node.
     pub cpu_millicores: i64,
@@ -41,6 +45,8 @@ pub struct ObservedState {
     pub status: String,
     pub health: String,
     pub ip_address: Option<String>,
+    /// The port at `ip_address` (see [`LocationRecord::port`]); `None` keeps the stored one.
+    pub port: Option<i64>,
     pub started_at_ms: Option<i64>,
     pub last_exit_code: Option<i64>,
     pub last_error: String,
@@ -183,7 +189,7 @@ impl<'a> Locations<'a> {
                  status = $2, health = $3, ip_address = COALESCE($4, ip_address), \
                  started_at_ms = COALESCE($5, started_at_ms), \
                  last_exit_code = COALESCE($6, last_exit_code), last_error = $7, \
-                 updated_at_ms = $8 WHERE id = $9",
+                 updated_at_ms = $8, port = COALESCE($10, port) WHERE id = $9",
             )
             .bind(&seen.container_id)
             .bind(&seen.status)
@@ -194,27 +200,32 @@ impl<'a> Locations<'a> {
             .bind(&seen.last_error)
             .bind(now_ms())
             .bind(id)
+            .bind(seen.port)
             .execute(self.pool)
             .await?,
         )
     }
 
-    /// Records a running container without touching the health, which the probes own.
+    /// Records a running container and where it is reached (`None` keeps the stored
+    /// address or port), without touching the health, which the probes own.
     pub async fn mark_running(
         &self,
         id: &str,
         container_id: &str,
         ip: Option<&str>,
+        port: Option<i64>,
     ) -> StoreResult<()> {
         touched(
             sqlx::query(
                 "UPDATE deployment_locations SET container_id = $1, status = 'running', \
-                 ip_address = COALESCE($2, ip_address), updated_at_ms = $3 WHERE id = $4",
+                 ip_address = COALESCE($2, ip_address), port = COALESCE($5, port), \
+                 updated_at_ms = $3 WHERE id = $4",
             )
             .bind(container_id)
             .bind(ip)
             .bind(now_ms())
             .bind(id)
+            .bind(port)
             .execute(self.pool)
             .await?,
         )

@@ -25,6 +25,9 @@ pub struct NodeRecord {
     pub last_error: Option<String>,
     /// The credentials Berth presents to a remote engine.
     pub credentials: NodeCredentials,
+    /// The IP address the ingress reaches the node's published ports at; `None`: instances
+    /// are reached at their bridge address (a node on the ingress's own host).
+    pub advertise_address: Option<String>,
 }
 
 /// What Berth presents to a remote engine, as stored.
@@ -47,6 +50,7 @@ pub struct NewNode<'a> {
     pub capacity: &'a NodeCapacity,
     pub max_instances: i64,
     pub credentials: &'a NodeCredentials,
+    pub advertise_address: Option<&'a str>,
 }
 
 /// A plan (resource package).
@@ -69,7 +73,8 @@ pub struct NodeCapacity {
 
 const NODE_SELECT: &str = "SELECT n.id, n.name, r.name AS region, z.name AS availability_zone, \
      n.endpoint, n.cpu_millicores, n.memory_bytes, n.max_instances, n.state, n.engine_version, \
-     n.last_seen_at_ms, n.last_error, n.tls_ca_pem, n.tls_cert_pem, n.private_key_enc \
+     n.last_seen_at_ms, n.last_error, n.tls_ca_pem, n.tls_cert_pem, n.private_key_enc, \
+     n.advertise_address \
      FROM nodes n JOIN availability_zones z ON z.id = n.availability_zone_id \
      JOIN regions r ON r.id = z.region_id";
 
@@ -92,6 +97,7 @@ fn node_from_row(row: &AnyRow) -> Result<NodeRecord, sqlx::Error> {
             tls_cert_pem: row.try_get("tls_cert_pem")?,
             private_key_enc: row.try_get("private_key_enc")?,
         },
+        advertise_address: row.try_get("advertise_address")?,
     })
 }
 
@@ -196,8 +202,8 @@ impl<'a> Topology<'a> {
         sqlx::query(
             "INSERT INTO nodes (id, name, availability_zone_id, endpoint, cpu_millicores, \
              memory_bytes, max_instances, state, engine_version, last_seen_at_ms, created_at_ms, \
-             updated_at_ms, tls_ca_pem, tls_cert_pem, private_key_enc) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $9, $9, $10, $11, $12)",
+             updated_at_ms, tls_ca_pem, tls_cert_pem, private_key_enc, advertise_address) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $9, $9, $10, $11, $12, $13)",
         )
         .bind(&id)
         .bind(node.name)
@@ -211,6 +217,7 @@ impl<'a> Topology<'a> {
         .bind(&node.credentials.tls_ca_pem)
         .bind(&node.credentials.tls_cert_pem)
         .bind(&node.credentials.private_key_enc)
+        .bind(node.advertise_address)
         .execute(self.pool)
         .await?;
         self.node_by_id(&id).await?.ok_or(StoreError::NotFound)
