@@ -3,7 +3,8 @@
 //! endpoint that does not answer are refused and nothing is saved; customers may not set it;
 //! the secret never comes back, except in an admin's reveal); a project's new repository is
 //! made in the bucket; a backup and a restore go through it byte for byte; stock `restic`
-//! lists and checks it with the revealed keys; removing the destination moves no existing
+//! lists and checks it with the revealed keys; new keys for the same bucket are given to the
+//! existing repository (key rotation); removing the destination moves no existing
 //! repository.
 
 #[macro_use]
@@ -156,6 +157,48 @@ async fn s3_repository(db: Db) {
     assert_eq!(restored["status"], "succeeded", "{restored:#}");
     let after = instance(&owner, &id).await;
     assert_eq!(exec(&after, sums), original, "restored byte for byte");
+
+    // Key rotation: the same bucket again with new keys gives them to the existing
+    // repository too (made with the old key id); its location and password stay.
+    const ROTATED: &str = "rotated-secret-kept-out-of-sight";
+    let rotated = with(&|b| {
+        b["access_key_id"] = json!("AKIDROTATED");
+        b["secret_access_key"] = json!(ROTATED);
+    });
+    let set = admin.put_json(path, &rotated).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    assert!(!set.text().await.unwrap().contains(ROTATED));
+    let repo = admin
+        .post_json(&reveal_path, &json!({}))
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    assert_eq!(repo["access_key_id"], "AKIDROTATED", "{repo:#}");
+    assert_eq!(repo["secret_access_key"], ROTATED, "{repo:#}");
+    assert_eq!(repo["location"], location, "{repo:#}");
+    let audit = admin
+        .get("/api/v1/audit-events")
+        .await
+        .expect_status(StatusCode::OK)
+        .await;
+    let set_event = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "region.backup_destination_set")
+        .unwrap();
+    let detail: serde_json::Value =
+        serde_json::from_str(set_event["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["repositories_rekeyed"], 1, "{detail}");
+    assert_eq!(detail["access_key_id"], "AKIDROTATED", "{detail}");
+    assert!(
+        !audit.to_string().contains(ROTATED),
+        "the new secret is in the audit log"
+    );
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDROTATED"),
+        ("AWS_SECRET_ACCESS_KEY", ROTATED),
+    ];
 
     // Back to local: the existing repository stays in the bucket and keeps working.
     let local = admin.delete(path).await.expect_status(StatusCode::OK).await;

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{audit, internal};
 use crate::{
-    backups::s3::probe_destination,
+    backups::s3::{probe_destination, S3Repository},
     secrets::SecretBox,
     store::{BackupDestinationRecord, Store, StoreError},
 };
@@ -82,6 +82,11 @@ pub async fn set(
             format!("The bucket cannot be used with these settings, so nothing was saved. {e}"),
         ));
     }
+    let previous = store
+        .backup_destinations()
+        .get(region)
+        .await
+        .map_err(internal("read backup destination"))?;
     let record = BackupDestinationRecord {
         region: region.to_owned(),
         endpoint: destination.endpoint.clone(),
@@ -91,6 +96,14 @@ pub async fn set(
         access_key_id: destination.access_key_id.clone(),
         secret_access_key: secrets.seal(&destination.secret_access_key),
         updated_at_ms: 0,
+    };
+    // Repositories first: if this fails half-way, the same PUT again finds the rest still
+    // under the previous key id.
+    let rekeyed = match previous {
+        Some(p) if p.endpoint == destination.endpoint && p.bucket == destination.bucket => {
+            rekey_repositories(store, secrets, &p.access_key_id, &destination).await?
+        }
+        _ => 0,
     };
     match store.backup_destinations().put(&record).await {
         Ok(()) => {}
@@ -104,10 +117,63 @@ pub async fn set(
         "region.backup_destination_set",
         format!("region:{region}"),
         json!({"kind": "s3", "endpoint": destination.endpoint, "bucket": destination.bucket,
-               "prefix": destination.prefix, "access_key_id": destination.access_key_id}),
+               "prefix": destination.prefix, "access_key_id": destination.access_key_id,
+               "repositories_rekeyed": rekeyed}),
     )
     .await?;
     get(store, ctx, region).await
+}
+
+/// Key rotation: gives the new keys of `destination` to every repository in the same bucket
+/// at the same endpoint that was made with the region's previous key id `old_key_id`
+/// (repositories keep their own copy of the keys, so they go on working after the region's
+/// destination changes). Each keeps its own prefix and signing region. Returns how many
+/// were updated.
+///
+/// # Errors
+/// Internal when a repository's stored settings cannot be opened or written.
+async fn rekey_repositories(
+    store: &Store,
+    secrets: &SecretBox,
+    old_key_id: &str,
+    destination: &S3Destination,
+) -> Result<usize, ApiError> {
+    let repositories = store
+        .backup_destinations()
+        .s3_repositories()
+        .await
+        .map_err(internal("list S3 repositories"))?;
+    let mut rekeyed = 0;
+    for (project_id, sealed) in repositories {
+        let mut settings: S3Repository = secrets
+            .open(&sealed)
+            .map_err(|e| e.to_string())
+            .and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                tracing::error!(project.id = %project_id, error = %e, "cannot open a repository's S3 settings");
+                ApiError::internal()
+            })?;
+        let same = &settings.destination;
+        if same.endpoint != destination.endpoint
+            || same.bucket != destination.bucket
+            || same.access_key_id != old_key_id
+        {
+            continue;
+        }
+        settings.destination.access_key_id = destination.access_key_id.clone();
+        settings.destination.secret_access_key = destination.secret_access_key.clone();
+        let json = serde_json::to_string(&settings).map_err(|e| {
+            tracing::error!(error = %e, "cannot write S3 settings");
+            ApiError::internal()
+        })?;
+        store
+            .backup_destinations()
+            .set_repository_s3(&project_id, &secrets.seal(&json))
+            .await
+            .map_err(internal("rekey an S3 repository"))?;
+        rekeyed += 1;
+    }
+    Ok(rekeyed)
 }
 
 /// See `RepositoryService::remove_backup_destination`.

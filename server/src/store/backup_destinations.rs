@@ -114,6 +114,34 @@ impl<'a> BackupDestinations<'a> {
         )
     }
 
+    /// Every repository kept in S3, as `(project id, sealed S3 settings)`.
+    pub async fn s3_repositories(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT project_id, s3 FROM backup_repositories WHERE s3 IS NOT NULL \
+             ORDER BY project_id",
+        )
+        .fetch_all(self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("project_id")?, r.try_get("s3")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// Replaces the sealed S3 settings of the project's repository (new keys).
+    ///
+    /// # Errors
+    /// `NotFound` when the project has no repository.
+    pub async fn set_repository_s3(&self, project_id: &str, sealed: &str) -> StoreResult<()> {
+        touched(
+            sqlx::query("UPDATE backup_repositories SET s3 = $2 WHERE project_id = $1")
+                .bind(project_id)
+                .bind(sealed)
+                .execute(self.pool)
+                .await?,
+        )
+    }
+
     /// The destination for a new repository of the project: that of the first region (by
     /// name) the project's instances are placed in, if that region has one.
     pub async fn for_project(
