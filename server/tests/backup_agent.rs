@@ -2,7 +2,8 @@
 //! (`backups::volumes::snapshot_volumes`, what a backup job runs): with the agent, a first
 //! snapshot reads the archive stream and a second fetches only the rewritten file; when
 //! the agent cannot run, the same snapshot is taken from the archive stream of a
-//! never-started helper, says why, and leaves no helper behind.
+//! never-started helper, says why, and leaves no helper behind. Building this version's
+//! agent image removes the agent images of other versions.
 
 #[macro_use]
 #[allow(unused_macros)]
@@ -11,7 +12,7 @@ mod common;
 use std::{collections::HashMap, sync::Arc};
 
 use berth::{
-    backups::{repo, volumes},
+    backups::{listing, repo, volumes},
     runtime::Engine,
 };
 use common::*;
@@ -87,6 +88,26 @@ async fn the_agent_lists_and_a_broken_agent_falls_back_to_the_stream() {
     );
     let volume = volume();
     let work = tempfile::tempdir().unwrap();
+    // An older Berth's agent image, and none of this version's yet.
+    let stale = "berth-volume-lister:000000000000";
+    std::fs::write(
+        work.path().join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\nLABEL berth.helper=volume-lister\n"),
+    )
+    .unwrap();
+    docker(&["build", "-q", "-t", stale, work.path().to_str().unwrap()]);
+    let image_exists = |image: &str| {
+        std::process::Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let current = listing::agent_image();
+    if image_exists(&current) {
+        docker(&["rmi", &current]);
+    }
 
     // With the agent: the first snapshot reads the stream, the next ones only what changed.
     let repository = work.path().join("with-agent");
@@ -100,6 +121,8 @@ async fn the_agent_lists_and_a_broken_agent_falls_back_to_the_stream() {
     let first = snap(None).await.unwrap();
     assert_eq!(first.agent_failure, None);
     assert_eq!((first.summary.files, first.fetched), (3, None));
+    assert!(image_exists(&current), "{current} is built");
+    assert!(!image_exists(stale), "{stale} is removed");
     let second = snap(None).await.unwrap();
     assert_eq!((second.summary.files, second.fetched), (3, Some((0, 0))));
     on_volume(&volume, "echo changed > /v/b");

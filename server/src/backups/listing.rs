@@ -337,6 +337,7 @@ pub fn send_entries(
     stats: &Arc<SourceStats>,
     tx: &std::sync::mpsc::SyncSender<RusticResult<rustic_core::ReadSourceEntry<Content>>>,
 ) {
+    stats.listed.store(true, Ordering::Relaxed);
     let root_name = snapshot_root.file_name().unwrap_or_default().to_owned();
     // The engine's archive stream leaves sockets out, and so does this: a restored socket
     // is only a name without its server.
@@ -402,6 +403,7 @@ pub async fn list_volumes(
             .build_image(context, &build, |_| {})
             .await
             .map_err(|e| format!("cannot build the volume agent's image: {e}"))?;
+        remove_older_agents(engine, &helper.image).await;
     }
     let container = engine
         .create_volume_helper(helper)
@@ -418,6 +420,27 @@ pub async fn list_volumes(
             "the volume agent exited with status {other}: {}",
             stderr.trim()
         )),
+    }
+}
+
+/// Removes the agent images of other Berth versions from the node, once a new one is built
+/// (each version's image is tagged with its executable's digest). One still used by a
+/// running helper, or that the engine refuses to remove, stays; the next build tries again.
+async fn remove_older_agents(engine: &Engine, current: &str) {
+    let images = match engine
+        .labelled_image_tags(super::HELPER_LABEL, "volume-lister")
+        .await
+    {
+        Ok(images) => images,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list older volume agent images");
+            return;
+        }
+    };
+    for tag in images.iter().flatten().filter(|t| t.as_str() != current) {
+        if let Err(e) = engine.remove_image(tag).await {
+            tracing::warn!(image = %tag, error = %e, "cannot remove an older volume agent image");
+        }
     }
 }
 

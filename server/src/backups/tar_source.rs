@@ -19,6 +19,7 @@ use std::{
     },
 };
 
+use super::human_bytes;
 use rustic_core::{
     repofile::{Metadata, Node, NodeType},
     ErrorKind, ReadSource, ReadSourceEntry, RusticError, RusticResult,
@@ -54,6 +55,9 @@ pub struct SourceStats {
     pub fetched_files: AtomicU64,
     /// Bytes of those files.
     pub fetched_bytes: AtomicU64,
+    /// Whether the entries come from the volume agent's listing (contents fetched only where
+    /// changed) rather than from the archive stream (every byte read).
+    pub listed: std::sync::atomic::AtomicBool,
     /// The first failure; a snapshot made while one happened is incomplete.
     pub failure: Mutex<Option<String>>,
 }
@@ -69,6 +73,23 @@ impl SourceStats {
     /// The first failure, if any.
     pub fn failure(&self) -> Option<String> {
         self.failure.lock().expect("failure lock").clone()
+    }
+
+    /// A running backup's progress for its job step: `"6 files, 2.0 MiB read"` from the
+    /// archive stream; `"6 files (2.0 MiB) listed, 1 fetched (11 B)"` from a listing, where
+    /// only changed files are read.
+    pub fn progress(&self) -> String {
+        let files = self.files.load(Ordering::Relaxed);
+        let bytes = human_bytes(self.bytes.load(Ordering::Relaxed));
+        if self.listed.load(Ordering::Relaxed) {
+            format!(
+                "{files} files ({bytes}) listed, {} fetched ({})",
+                self.fetched_files.load(Ordering::Relaxed),
+                human_bytes(self.fetched_bytes.load(Ordering::Relaxed))
+            )
+        } else {
+            format!("{files} files, {bytes} read")
+        }
     }
 }
 
@@ -473,6 +494,21 @@ impl ReadSource for TarSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_says_what_was_read() {
+        let stats = SourceStats::default();
+        stats.files.store(6, Ordering::Relaxed);
+        stats.bytes.store(3 << 20, Ordering::Relaxed);
+        assert_eq!(stats.progress(), "6 files, 3.0 MiB read");
+        stats.listed.store(true, Ordering::Relaxed);
+        stats.fetched_files.store(1, Ordering::Relaxed);
+        stats.fetched_bytes.store(11, Ordering::Relaxed);
+        assert_eq!(
+            stats.progress(),
+            "6 files (3.0 MiB) listed, 1 fetched (11 B)"
+        );
+    }
 
     #[test]
     fn entry_paths_stay_under_the_root() {

@@ -91,13 +91,11 @@ impl BackupRunner {
         let stats: Arc<Mutex<Option<Arc<SourceStats>>>> = Arc::default();
         let work = tokio::spawn(snapshot_volumes(engine, job, stats.clone()));
         let done = report_while(work, progress, || {
-            stats.lock().expect("stats slot").as_ref().map(|s| {
-                format!(
-                    "{} files, {} read",
-                    s.files.load(Ordering::Relaxed),
-                    human_bytes(s.bytes.load(Ordering::Relaxed))
-                )
-            })
+            stats
+                .lock()
+                .expect("stats slot")
+                .as_ref()
+                .map(|s| s.progress())
         })
         .await?;
         if let Some(why) = &done.agent_failure {

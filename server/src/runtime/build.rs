@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use bollard::query_parameters::{BuildImageOptions, RemoveImageOptions};
+use bollard::query_parameters::{BuildImageOptions, ListImagesOptions, RemoveImageOptions};
 use futures_util::StreamExt;
 
 use super::{bounded, containers::status_of, Engine, ResolvedImage, RuntimeError, CALL_TIMEOUT};
@@ -105,6 +105,27 @@ impl Engine {
             Ok(_) | Err(RuntimeError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// The tags of every image labelled `key=value` (`docker images --filter label=…`),
+    /// one list per image.
+    ///
+    /// # Errors
+    /// `Timeout`, `Engine`.
+    pub async fn labelled_image_tags(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<Vec<String>>, RuntimeError> {
+        let options = ListImagesOptions {
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![format!("{key}={value}")],
+            )])),
+            ..Default::default()
+        };
+        let images = bounded(self.docker.list_images(Some(options))).await?;
+        Ok(images.into_iter().map(|i| i.repo_tags).collect())
     }
 
     /// The image `reference` as the engine has it; `None` when it is not on the node (nothing
