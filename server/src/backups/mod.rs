@@ -16,6 +16,7 @@
 
 mod check;
 mod dump;
+mod keys;
 pub mod listing;
 pub mod pipe;
 pub mod repo;

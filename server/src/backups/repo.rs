@@ -18,6 +18,7 @@ use rustic_core::{
 };
 
 use super::{
+    keys,
     s3::{S3Backend, S3Repository},
     tar_source::{SourceInput, SourceStats, TarSource},
     BackupError,
@@ -144,14 +145,33 @@ pub fn open_or_init(
         }
         Location::S3(repo) => Arc::new(S3Backend::new(repo)?),
     };
-    let backends = RepositoryBackends::new(backend, None);
+    let backends = RepositoryBackends::new(backend.clone(), None);
     // No local cache: a local repository is on this host already, and an S3 one is read
     // fresh each time (a cache would need its own upkeep per controller).
     let options = RepositoryOptions::default().no_cache(true);
     let repo = Repository::new(&options, &backends).map_err(rustic)?;
     let credentials = Credentials::password(password);
+    // The master key from an earlier open in this process, while its key file is unchanged
+    // (`keys`): no scrypt.
+    let slot = keys::Slot::of(location, password);
+    let remember = |repo: Repository<OpenStatus>| {
+        if let Some(key_id) = repo.key_id() {
+            slot.remember(repo.key(), **key_id, backend.as_ref());
+        }
+        repo
+    };
     if repo.config_id().map_err(rustic)?.is_some() {
-        return repo.open(&credentials).map_err(rustic);
+        if let Some(cached) = slot.cached() {
+            if cached.still_valid(backend.as_ref()) {
+                if let Ok(opened) = repo.open(&Credentials::Masterkey(cached.key)) {
+                    return Ok(opened);
+                }
+            }
+            slot.forget();
+            let repo = Repository::new(&options, &backends).map_err(rustic)?;
+            return repo.open(&credentials).map(remember).map_err(rustic);
+        }
+        return repo.open(&credentials).map(remember).map_err(rustic);
     }
     if !may_init {
         return Err(BackupError::Repository(format!(
@@ -172,6 +192,7 @@ pub fn open_or_init(
         // default is level 3, which costs ~20 % of a first backup's throughput here.
         &ConfigOptions::default().set_compression(1),
     )
+    .map(remember)
     .map_err(rustic)
 }
 
