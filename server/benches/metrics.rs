@@ -8,7 +8,10 @@
 //!
 //! Berth runs with its own streamer (cgroup source) throughout, serving the sockets; each
 //! source's cost is what one more streamer of that source adds to the process and to the
-//! engine over a [`WINDOW`], against the same window without it.
+//! engine over a [`WINDOW`], against the same window without it. That extra streamer runs on
+//! a runtime of its own, whose threads (the one that drives it and its blocking pool, all
+//! named [`STREAMER_THREAD`]) do nothing else, so their CPU time is also measured directly:
+//! a figure that the rest of the process (health checks, the reconciler) cannot blur.
 //!
 //! Run with `cargo bench -p server --bench metrics` (needs Docker and busybox-static).
 
@@ -51,6 +54,53 @@ fn cpu_seconds(pid: &str) -> f64 {
     ticks / TICKS_PER_S
 }
 
+/// The name of the extra streamer's threads.
+const STREAMER_THREAD: &str = "bench-streamer";
+/// How sqlx names its SQLite worker threads (`sqlx-sqlite-worker-N`, cut to 15 bytes), which
+/// run every query of the process, the streamer's instance listing among them.
+const SQLITE_THREADS: &str = "sqlx-sqlite-wor";
+
+/// CPU time the threads of this process whose name starts with `name` used so far,
+/// seconds: the first field
+/// of `/proc/self/task/<tid>/schedstat` (nanoseconds on a CPU; the kernel's
+/// Documentation/scheduler/sched-stats.rst). Threads that ended are not counted, so the
+/// streamer's runtime keeps its blocking threads alive (`thread_keep_alive`).
+fn threads_cpu_seconds(name: &str) -> f64 {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !comm.trim().starts_with(name) {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        ns += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    ns as f64 / 1e9
+}
+
+/// A current-thread runtime on a thread of its own, named [`STREAMER_THREAD`] like its
+/// blocking pool, kept running for the whole bench (the engine's pooled connections that
+/// its tasks open live on it).
+fn streamer_runtime() -> tokio::runtime::Handle {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name(STREAMER_THREAD)
+        .thread_keep_alive(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name(STREAMER_THREAD.into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .unwrap();
+    handle
+}
+
 /// dockerd, containerd and every containerd shim.
 fn engine_pids() -> Vec<String> {
     let mut pids = Vec::new();
@@ -68,23 +118,48 @@ fn engine_pids() -> Vec<String> {
     pids
 }
 
-/// `(Berth's process, the engine)` CPU over `WINDOW`, percent of one core.
-async fn cpu_over_window() -> (f64, f64) {
+/// `(Berth's process, the engine, the process's SQLite threads)` CPU over `WINDOW`,
+/// percent of one core.
+async fn cpu_over_window() -> (f64, f64, f64) {
     let engine = engine_pids();
     let engine_cpu = || engine.iter().map(|p| cpu_seconds(p)).sum::<f64>();
-    let (own0, engine0, t0) = (cpu_seconds("self"), engine_cpu(), Instant::now());
+    let (own0, engine0, db0, t0) = (
+        cpu_seconds("self"),
+        engine_cpu(),
+        threads_cpu_seconds(SQLITE_THREADS),
+        Instant::now(),
+    );
     tokio::time::sleep(WINDOW).await;
     let seconds = t0.elapsed().as_secs_f64();
     (
         (cpu_seconds("self") - own0) / seconds * 100.0,
         (engine_cpu() - engine0) / seconds * 100.0,
+        (threads_cpu_seconds(SQLITE_THREADS) - db0) / seconds * 100.0,
     )
 }
 
-/// What one more streamer of `source` costs: `(Berth %, engine %)` of one core with it
-/// minus without it, and the samples it published per second.
-async fn streamer_cost(app: &TestApp, source: MetricsSource, instances: usize) -> (f64, f64, f64) {
-    let (own_base, engine_base) = cpu_over_window().await;
+/// What one more streamer of `source` costs.
+struct Cost {
+    /// Percent of one core: Berth's process with it minus without it.
+    process: f64,
+    /// The same for the engine's processes.
+    engine: f64,
+    /// Percent of one core the streamer's own threads used.
+    threads: f64,
+    /// Percent of one core: the SQLite threads with it minus without it (its queries).
+    database: f64,
+    /// Samples it published per second.
+    rate: f64,
+}
+
+/// What one more streamer of `source`, run on `runtime`, costs.
+async fn streamer_cost(
+    app: &TestApp,
+    runtime: &tokio::runtime::Handle,
+    source: MetricsSource,
+    instances: usize,
+) -> Cost {
+    let (own_base, engine_base, db_base) = cpu_over_window().await;
     let hub = Arc::new(MetricsHub::default());
     let collector = Collector::new(
         app.orchestrator.clone(),
@@ -93,7 +168,7 @@ async fn streamer_cost(app: &TestApp, source: MetricsSource, instances: usize) -
         source,
     );
     let stats = collector.stats.clone();
-    let task = tokio::spawn(collector.run());
+    let task = runtime.spawn(collector.run());
     // Warm up: every instance has a source and the first readings are in.
     let deadline = Instant::now() + Duration::from_secs(60);
     while hub.size().0 < instances && Instant::now() < deadline {
@@ -101,15 +176,19 @@ async fn streamer_cost(app: &TestApp, source: MetricsSource, instances: usize) -
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = stats.samples.load(std::sync::atomic::Ordering::Relaxed);
-    let (own, engine) = cpu_over_window().await;
+    let (threads0, t0) = (threads_cpu_seconds(STREAMER_THREAD), Instant::now());
+    let (own, engine, db) = cpu_over_window().await;
+    let threads = (threads_cpu_seconds(STREAMER_THREAD) - threads0) / t0.elapsed().as_secs_f64();
     let after = stats.samples.load(std::sync::atomic::Ordering::Relaxed);
     task.abort();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    (
-        own - own_base,
-        engine - engine_base,
-        (after - before) as f64 / WINDOW.as_secs_f64(),
-    )
+    Cost {
+        process: own - own_base,
+        engine: engine - engine_base,
+        threads: threads * 100.0,
+        database: db - db_base,
+        rate: (after - before) as f64 / WINDOW.as_secs_f64(),
+    }
 }
 
 /// Creates idle deployments of 10 replicas until the project has `total` instances.
@@ -180,6 +259,7 @@ async fn main() {
         WINDOW.as_secs()
     );
 
+    let runtime = streamer_runtime();
     for total in [50, 200] {
         scale_to(&app, &b, &project_id, total).await;
         let instances = app.store.locations().all().await.unwrap().len();
@@ -187,10 +267,12 @@ async fn main() {
             ("cgroup", MetricsSource::Auto),
             ("docker", MetricsSource::Docker),
         ] {
-            let (own, engine, rate) = streamer_cost(&app, source, instances).await;
+            let c = streamer_cost(&app, &runtime, source, instances).await;
             println!(
-                "{instances} idle instances, {name} source: Berth +{own:.2} % of a core, \
-                 dockerd/containerd/shims +{engine:.2} %, {rate:.0} samples/s"
+                "{instances} idle instances, {name} source: the streamer's threads {:.2} % of \
+                 a core, SQLite threads +{:.2} %; Berth's process +{:.2} %, \
+                 dockerd/containerd/shims +{:.2} %; {:.0} samples/s",
+                c.threads, c.database, c.process, c.engine, c.rate
             );
         }
         {
