@@ -2,7 +2,12 @@
 //!
 //! Every second it lists the instances the reconciler recorded as running (one query of
 //! `deployment_locations`), starts a source for each new container and drops the sources of
-//! containers that are gone, so sources follow rollouts, restarts and scaling.
+//! containers that are gone, so sources follow rollouts, restarts and scaling. The listing
+//! is skipped when a one-row aggregate ([`Locations::fingerprint`]) shows no instance was
+//! added, removed or written since the last one, every running instance got a source then,
+//! and that listing is less than [`FULL_LISTING`] old.
+//!
+//! [`Locations::fingerprint`]: crate::store::Locations::fingerprint
 //!
 //! A source is either the container's cgroup files (when the engine is the local Unix socket
 //! and the container's first process is visible here; read together once a second in a
@@ -46,6 +51,19 @@ use crate::{
 
 /// Time between samples.
 pub const RESOLUTION: Duration = Duration::from_secs(1);
+
+/// Longest time between two full listings of the instances, whatever their fingerprint
+/// says (it can miss two writes in one millisecond).
+pub const FULL_LISTING: Duration = Duration::from_secs(10);
+
+/// What the last listing of the instances saw.
+#[derive(Default)]
+struct LastListing {
+    fingerprint: Option<(i64, i64)>,
+    at: Option<Instant>,
+    /// Every running instance got a source (none is waiting for a retry).
+    complete: bool,
+}
 
 /// Longest wait before a broken stats stream is opened again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -193,6 +211,7 @@ impl Collector {
     /// Samples until the task is aborted.
     pub async fn run(self) {
         let mut tracked: HashMap<String, Tracked> = HashMap::new();
+        let mut last = LastListing::default();
         let (tx, mut rx) = mpsc::channel::<StreamReading>(1024);
         let mut tick = tokio::time::interval(RESOLUTION);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -200,8 +219,11 @@ impl Collector {
             tokio::select! {
                 _ = tick.tick() => {
                     let started = Instant::now();
-                    self.follow_instances(&mut tracked, &tx).await;
+                    self.follow_instances(&mut tracked, &mut last, &tx).await;
+                    let sources = tracked.len();
                     self.read_cgroups(&mut tracked).await;
+                    // A source dropped after a failed read is looked for again at once.
+                    last.complete &= tracked.len() == sources;
                     self.hub.forget_stale(now_ms());
                     if started.elapsed() > RESOLUTION {
                         self.stats.slow_rounds.fetch_add(1, Ordering::Relaxed);
@@ -222,18 +244,30 @@ impl Collector {
     async fn follow_instances(
         &self,
         tracked: &mut HashMap<String, Tracked>,
+        last: &mut LastListing,
         tx: &mpsc::Sender<StreamReading>,
     ) {
+        let Ok(fingerprint) = self.orch.store.locations().fingerprint().await else {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let fresh = last.at.is_some_and(|at| at.elapsed() < FULL_LISTING);
+        if last.complete && fresh && last.fingerprint == Some(fingerprint) {
+            return;
+        }
         let Ok(locations) = self.orch.store.locations().all().await else {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        last.fingerprint = Some(fingerprint);
+        last.at = Some(Instant::now());
         let running: HashMap<String, _> = locations
             .into_iter()
             .filter(|l| l.status == "running")
             .filter_map(|l| Some((l.id.clone(), (l.container_id.clone()?, l))))
             .collect();
         tracked.retain(|id, t| running.get(id).is_some_and(|(c, _)| *c == t.container_id));
+        let running_count = running.len();
         let mut new = Vec::new();
         for (id, (container, loc)) in running {
             if tracked.contains_key(&id) {
@@ -297,6 +331,7 @@ impl Collector {
                 },
             );
         }
+        last.complete = tracked.len() == running_count;
         let cgroup = tracked
             .values()
             .filter(|t| matches!(t.source, Source::Cgroup(_)))

@@ -171,6 +171,20 @@ impl<'a> Locations<'a> {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
+    /// `(rows, newest updated_at_ms)` of all instances: changes when a row is added, removed
+    /// or written (every write here sets `updated_at_ms` to now), unless two writes share a
+    /// millisecond around the read. One aggregate, no row decoded: the streamer's check
+    /// before it lists every instance again.
+    pub async fn fingerprint(&self) -> StoreResult<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(updated_at_ms), 0) AS newest \
+             FROM deployment_locations",
+        )
+        .fetch_one(self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("newest")?))
+    }
+
     /// Every instance (the reconciler's resync).
     pub async fn all(&self) -> StoreResult<Vec<LocationRecord>> {
         let rows = sqlx::query(&format!(
