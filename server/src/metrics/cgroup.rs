@@ -258,7 +258,10 @@ impl ContainerFiles {
             net_tx_bytes,
             ..Reading::default()
         };
-        let stat_due = self.readings.fetch_add(1, Ordering::Relaxed) % MEMORY_STAT_EVERY == 0;
+        let stat_due = self
+            .readings
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(MEMORY_STAT_EVERY);
         let inactive_file = |stat: &Counter, key: &str, scratch: &mut Vec<u8>| {
             if !stat_due {
                 return Ok(self.inactive_file.load(Ordering::Relaxed));
