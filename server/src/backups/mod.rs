@@ -14,6 +14,7 @@
 //! - Database servers (`DeploymentSpec::database`) are backed up as dumps taken inside a
 //!   running instance, and restored by loading the dump back (`dump`).
 
+mod browse;
 mod check;
 mod dump;
 mod keys;

@@ -11,6 +11,7 @@ mod deployment_views;
 pub mod deployments;
 mod domains;
 mod logs;
+mod node_checks;
 mod path_routes;
 mod projects;
 mod repositories;

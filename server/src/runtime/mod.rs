@@ -6,6 +6,7 @@ mod archive;
 mod build;
 mod containers;
 mod exec;
+mod networks;
 mod ssh;
 mod stats;
 
