@@ -326,7 +326,86 @@ async fn concurrent_writers_take_turns(db: Db) {
     assert_eq!(s.projects().members(&p.id).await.unwrap().len(), 1);
 }
 
+/// The streamer's one-row check of the instances (`Locations::fingerprint`): it changes with
+/// every insert, write and delete of a row, so the streamer lists them again then and only
+/// then. Writes are a few milliseconds apart, as the fingerprint's doc asks.
+async fn location_fingerprint_follows_every_write(db: Db) {
+    let (s, _db) = store(db).await;
+    let owner = s.users().create(user("f@example.com")).await.unwrap();
+    let p = s.projects().create("fp", &owner.id).await.unwrap();
+    let release = berth::store::NewRelease {
+        spec: "{}".into(),
+        image_digest: None,
+        cause: "test".into(),
+        created_by: None,
+    };
+    let job = berth::store::NewJob {
+        kind: "deploy".into(),
+        project_id: Some(p.id.clone()),
+        payload: "{}".into(),
+        ..Default::default()
+    };
+    let (d, r, _) = s
+        .deployments()
+        .create(&p.id, "web", 1, release, &[], job)
+        .await
+        .unwrap()
+        .unwrap();
+    let zone = s
+        .topology()
+        .ensure_zone("default", "default")
+        .await
+        .unwrap();
+    let capacity = berth::store::NodeCapacity {
+        cpu_millicores: 2000,
+        memory_bytes: 1 << 30,
+        engine_version: "test".into(),
+    };
+    let node = s
+        .topology()
+        .register_node("local", &zone, "unix:///var/run/docker.sock", &capacity, 10)
+        .await
+        .unwrap();
+    let locations = s.locations();
+    let mut seen = vec![locations.fingerprint().await.unwrap()];
+    assert_eq!(seen[0], (0, 0), "no instance yet");
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(5));
+    let loc = berth::store::LocationRecord {
+        id: "loc-1".into(),
+        deployment_id: d.id.clone(),
+        release_id: r.id.clone(),
+        node_id: node.id.clone(),
+        container_name: "fp-web-1".into(),
+        status: "creating".into(),
+        health: "none".into(),
+        ..Default::default()
+    };
+    pause().await;
+    locations.insert_or_get(&loc).await.unwrap();
+    seen.push(locations.fingerprint().await.unwrap());
+    assert_eq!(seen[1].0, 1);
+    pause().await;
+    locations
+        .mark_running("loc-1", "c1", Some("10.0.0.5"), Some(32768))
+        .await
+        .unwrap();
+    seen.push(locations.fingerprint().await.unwrap());
+    // Nothing written: the same fingerprint, so the streamer skips its listing.
+    assert_eq!(locations.fingerprint().await.unwrap(), seen[2]);
+    pause().await;
+    locations.set_health("loc-1", "healthy", "").await.unwrap();
+    seen.push(locations.fingerprint().await.unwrap());
+    pause().await;
+    locations.delete("loc-1").await.unwrap();
+    seen.push(locations.fingerprint().await.unwrap());
+    assert_eq!(seen[4].0, 0);
+    for pair in seen.windows(2) {
+        assert_ne!(pair[0], pair[1], "{seen:?}");
+    }
+}
+
 on_both_databases!(
+    location_fingerprint_follows_every_write,
     concurrent_writers_take_turns,
     leases_elect_one_holder,
     builds_number_and_deliveries_expire,
